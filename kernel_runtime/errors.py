@@ -1,0 +1,89 @@
+"""The exception tree of nbmesh.
+
+Every error the runtime raises on purpose derives from :class:`NbmeshError`.
+The HTTP status each one maps to lives in one table in :mod:`kernel_runtime.api`;
+this module only says what went wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NbmeshError(Exception):
+    """Root of all nbmesh errors: one clear sentence plus optional details."""
+
+    def __init__(self, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class NotFound(NbmeshError):
+    """A product, version or run that does not exist."""
+
+
+class InvalidNotebook(NbmeshError):
+    """A notebook that cannot become a product; details list every problem."""
+
+
+class InvalidParameters(NbmeshError):
+    """Parameters that do not meet the product's parameter schema."""
+
+
+class InvalidRequest(NbmeshError):
+    """A request body or name that is malformed."""
+
+
+class PayloadTooLarge(NbmeshError):
+    """A request body above its size limit."""
+
+
+class Unauthorized(NbmeshError):
+    """A missing or wrong bearer token."""
+
+
+class StoreError(NbmeshError):
+    """The store could not be read or written."""
+
+
+class StoreUnavailable(StoreError):
+    """The store does not answer; nothing was changed."""
+
+
+class CorruptRecord(StoreError):
+    """A stored object that cannot be parsed."""
+
+
+class VersionConflict(StoreError):
+    """Another writer stored the same version first."""
+
+
+class QueueFull(NbmeshError):
+    """The background run queue is at its bound."""
+
+
+class KernelError(NbmeshError):
+    """A kernel could not be started or prepared."""
+
+
+class KernelDied(KernelError):
+    """The kernel process ended while it was running something."""
+
+
+class ExecutionTimeout(KernelError):
+    """A run took longer than its product's timeout."""
+
+
+class RunFailed(NbmeshError):
+    """Raised by the client when a run ends in failure; ``run`` is the run record."""
+
+    def __init__(self, message: str, run: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.run = run or {}

@@ -1,0 +1,174 @@
+"""Talking to one kernel: preparing it for a product and running an invocation.
+
+Each step is exactly one ``execute_request`` (silent, no history) whose
+answer comes back in the shell reply's ``user_expressions``: no iopub
+traffic is awaited, so an invocation costs one kernel round trip. While
+waiting, the kernel process is polled so a dead kernel is noticed within
+``poll_interval`` instead of at the timeout.
+
+It also turns a run's report into the executed notebook kept as the run's
+record, shaped like papermill's output (``injected-parameters`` cell and
+``metadata.papermill``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from queue import Empty
+from typing import Any
+
+import nbformat
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from papermill.parameterize import parameterize_notebook
+
+from .errors import ExecutionTimeout, KernelDied, KernelError
+from .product import ProductSpec
+
+POLL_INTERVAL = 0.1
+REPLY_EXPR = "__nbmesh__.reply"
+
+
+@dataclass
+class Report:
+    """What the in-kernel runner said about one step."""
+
+    cells: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    result: Any = None
+
+
+async def execute(km: AsyncKernelManager, kc: AsyncKernelClient, code: str, timeout: float) -> Report:
+    """Send ``code`` and read the runner's reply; KernelDied / ExecutionTimeout on trouble."""
+    msg_id = kc.execute(
+        code,
+        silent=True,
+        store_history=False,
+        user_expressions={"r": REPLY_EXPR},
+        allow_stdin=False,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ExecutionTimeout(f"The kernel did not finish within {timeout:g} s.")
+        try:
+            msg = await kc.get_shell_msg(timeout=min(POLL_INTERVAL, remaining))
+        except Empty:
+            if not await km.is_alive():
+                raise KernelDied(_death_message(km)) from None
+            continue
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return _parse_reply(msg["content"])
+
+
+async def wait_reply(km: AsyncKernelManager, kc: AsyncKernelClient, timeout: float) -> bool:
+    """After an interrupt: whether the pending request's reply arrives within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = await kc.get_shell_msg(timeout=POLL_INTERVAL)
+        except Empty:
+            if not await km.is_alive():
+                return False
+            continue
+        if msg["msg_type"] == "execute_reply":
+            return True
+    return False
+
+
+def _death_message(km: AsyncKernelManager) -> str:
+    code = getattr(getattr(km, "provisioner", None), "exit_code", None)
+    how = f" (exit code {code})" if code is not None else ""
+    return f"The kernel died during the run{how}: the product crashed it, exited, or ran out of memory."
+
+
+def _parse_reply(content: dict[str, Any]) -> Report:
+    if content.get("status") != "ok":
+        raise KernelError(f"The kernel refused the request: {content.get('ename')}: {content.get('evalue')}")
+    expr = content.get("user_expressions", {}).get("r", {})
+    if expr.get("status") != "ok":
+        raise KernelError(f"The kernel's runner is missing: {expr.get('ename')}: {expr.get('evalue')}")
+    payload = json.loads(expr["data"]["text/plain"])
+    return Report(cells=payload["cells"], error=payload.get("error"), result=payload.get("result"))
+
+
+def runner_spec(spec: ProductSpec, max_output: int) -> str:
+    cells = lambda cs: [{"index": c.index, "role": c.role, "source": c.source} for c in cs]  # noqa: E731
+    return json.dumps({"setup_cells": cells(spec.setup_cells), "run_cells": cells(spec.run_cells), "max_output": max_output})
+
+
+async def prepare(
+    km: AsyncKernelManager, kc: AsyncKernelClient, spec: ProductSpec, max_output: int, timeout: float
+) -> Report:
+    """Reset the kernel's namespace, install the runner for ``spec`` and run its setup cells."""
+    code = (
+        "get_ipython().reset(new_session=False)\n"
+        "import kernel_runtime.runner as _nbmesh_runner\n"
+        f"__nbmesh__ = _nbmesh_runner.Runner(get_ipython(), {runner_spec(spec, max_output)!r})\n"
+        "del _nbmesh_runner\n"
+        "__nbmesh__.setup()\n"
+    )
+    return await execute(km, kc, code, timeout)
+
+
+async def run(km: AsyncKernelManager, kc: AsyncKernelClient, params: dict[str, Any], timeout: float) -> Report:
+    # repr() of the JSON text is a plain string literal: the kernel decodes it as data.
+    return await execute(km, kc, f"__nbmesh__.run({json.dumps(params)!r})", timeout)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def record_notebook(
+    spec: ProductSpec,
+    params: dict[str, Any],
+    setup: Report | None,
+    report: Report | None,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The executed notebook of a run, as papermill would have written it."""
+    nb = copy.deepcopy(spec.notebook)
+    nb.metadata.setdefault("papermill", {})
+    for cell in nb.cells:
+        cell.metadata.setdefault("tags", [])
+        cell.metadata["papermill"] = {"status": "pending", "start_time": None, "end_time": None, "duration": None, "exception": None}
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    count = 0
+    for rep in (setup, report):
+        for rec in rep.cells if rep else []:
+            count += 1
+            cell = nb.cells[rec["index"]]
+            cell.outputs = [nbformat.from_dict(o) for o in rec["outputs"]]
+            cell.execution_count = count
+            for out in cell.outputs:
+                if out.output_type == "execute_result":
+                    out.execution_count = count
+            end = rec.get("end", rec["start"])
+            cell.metadata.papermill.update(
+                status=rec["status"],
+                start_time=_iso(rec["start"]),
+                end_time=_iso(end),
+                duration=end - rec["start"],
+                exception=rec["status"] == "failed",
+            )
+    nb = parameterize_notebook(nb, params, kernel_name=spec.kernel_name, language="python")
+    error = run.get("error")
+    nb.metadata.papermill.update(
+        input_path=f"{spec.name}@{run['version']}",
+        output_path=f"runs/{run['run_id']}.ipynb",
+        parameters=params,
+        default_parameters={n: p.default for n, p in spec.parameters.items()},
+        start_time=run.get("started_at"),
+        end_time=run.get("finished_at"),
+        duration=(run.get("duration_ms") or 0) / 1000,
+        exception=bool(error),
+    )
+    nb.metadata["nbmesh_run"] = {k: run[k] for k in ("run_id", "product", "version", "status", "trigger")}
+    return nb

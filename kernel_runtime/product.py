@@ -1,0 +1,428 @@
+"""What a data product is: reading a notebook's tags and metadata into a spec.
+
+This module owns the rules of CONTRACT section 1: which cells play which role,
+the parameter schema (read with papermill's own translator), the product
+metadata, and the validation of parameters and results against them. It
+never talks to a kernel or a store.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
+from papermill.translators import PythonTranslator
+
+from . import triggers
+from .errors import InvalidNotebook, InvalidParameters, InvalidRequest
+from .paramtypes import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DEFAULT_TIMEOUT = 60.0
+MAX_DEPTH = 32
+
+TAG_PARAMETERS = "parameters"
+TAG_SETUP = "setup"
+TAG_OUTPUT = "output"
+
+_ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "default": self.default}
+        if self.help:
+            out["help"] = self.help
+        return out
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": JSON_SCHEMA_TYPES[self.type], "default": self.default}
+        if self.help:
+            schema["description"] = self.help
+        return schema
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A code cell of the product: its index in the notebook and its Python source."""
+
+    index: int
+    source: str
+    role: str  # "parameters", "setup", "output" or "body"
+
+
+@dataclass(frozen=True)
+class ProductSpec:
+    """A validated notebook: everything the runtime needs to prepare and run it."""
+
+    name: str
+    notebook: nbformat.NotebookNode
+    parameters: dict[str, Parameter]
+    setup_cells: tuple[Cell, ...]
+    run_cells: tuple[Cell, ...]
+    title: str = ""
+    description: str = ""
+    owner: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+    triggers: tuple[dict[str, Any], ...] = ()
+    output_schema: dict[str, Any] | None = None
+    kernel_name: str = "python3"
+    _validator: Any = field(default=None, compare=False, repr=False)
+
+    def parameters_json(self) -> dict[str, Any]:
+        return {name: p.to_json() for name, p in self.parameters.items()}
+
+    def parameters_schema(self) -> dict[str, Any]:
+        """The JSON Schema of an invoke body for this product."""
+        return {
+            "type": "object",
+            "properties": {name: p.json_schema() for name, p in self.parameters.items()},
+            "additionalProperties": False,
+        }
+
+
+def problem(message: str, cell: int | None = None) -> dict[str, Any]:
+    return {"cell": cell, "message": message}
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidRequest(
+            f"Invalid product name {name!r}: use 1-63 lowercase letters, digits and dashes, "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """Split ``name`` or ``name@version`` into its parts, validating both."""
+    name, sep, version = ref.partition("@")
+    check_name(name)
+    if not sep:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidRequest(f"Invalid version {version!r} in {ref!r}: a version is a positive integer.")
+    return name, int(version)
+
+
+def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
+    """Parse notebook JSON, keeping its own nbformat version so we can reject old ones."""
+    try:
+        return nbformat.reads(data, as_version=nbformat.NO_CONVERT)
+    except Exception as exc:  # nbformat raises several unrelated types for bad JSON
+        raise InvalidNotebook(
+            "The body is not a notebook.", [problem(f"Could not read notebook JSON: {exc}")]
+        ) from exc
+
+
+def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec:
+    """Validate a notebook as a product, raising InvalidNotebook listing every problem.
+
+    ``name`` is the name the caller publishes under (the URL path); the
+    notebook's own ``metadata.nbmesh.name`` must agree with it when both exist.
+    """
+    problems: list[dict[str, Any]] = []
+    if nb.get("nbformat") != 4:
+        raise InvalidNotebook(
+            "The notebook is not a valid product.",
+            [problem(f"Notebook format must be nbformat 4, found {nb.get('nbformat')!r}.")],
+        )
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        problems.append(problem(f"Not a valid nbformat 4 notebook: {exc.message}"))
+
+    meta = nb.get("metadata", {}).get("nbmesh", {})
+    if not isinstance(meta, dict):
+        problems.append(problem("metadata.nbmesh must be an object."))
+        meta = {}
+    name = _product_name(meta, name, problems)
+    kernel_name = _check_kernel(nb, problems)
+    cells = _classify_cells(nb, problems)
+    params_cell = next((c for c in cells if c.role == TAG_PARAMETERS), None)
+    parameters = _parse_parameters(params_cell, problems) if params_cell else {}
+    for cell in cells:
+        _check_syntax(cell, problems)
+    settings = _read_settings(meta, problems)
+    problems.extend(triggers.check_triggers(meta.get("triggers", []), name, parameters))
+
+    if problems:
+        raise InvalidNotebook("The notebook is not a valid product.", problems)
+    validator = None
+    if settings["output_schema"] is not None:
+        cls = jsonschema.validators.validator_for(settings["output_schema"])
+        validator = cls(settings["output_schema"])
+    return ProductSpec(
+        name=name,
+        notebook=nb,
+        parameters=parameters,
+        setup_cells=tuple(c for c in cells if c.role == TAG_SETUP),
+        run_cells=tuple(c for c in cells if c.role != TAG_SETUP),
+        kernel_name=kernel_name,
+        triggers=tuple(meta.get("triggers", [])),
+        _validator=validator,
+        **settings,
+    )
+
+
+def _product_name(meta: dict[str, Any], name: str | None, problems: list) -> str:
+    meta_name = meta.get("name")
+    if meta_name is not None and (not isinstance(meta_name, str) or not NAME_RE.match(meta_name)):
+        problems.append(problem(f"metadata.nbmesh.name {meta_name!r} is not a valid product name."))
+    if name is not None and meta_name is not None and meta_name != name:
+        problems.append(
+            problem(f"metadata.nbmesh.name is {meta_name!r} but the product is published as {name!r}.")
+        )
+    final = name or meta_name or ""
+    if not NAME_RE.match(final):
+        problems.append(problem(f"Product name {final!r} must match {NAME_RE.pattern}."))
+    return final
+
+
+def _check_kernel(nb: nbformat.NotebookNode, problems: list) -> str:
+    md = nb.get("metadata", {})
+    kernelspec = md.get("kernelspec", {}) or {}
+    language = kernelspec.get("language") or (md.get("language_info") or {}).get("name") or "python"
+    if language != "python":
+        problems.append(problem(f"Unknown kernel language {language!r}: nbmesh runs Python notebooks."))
+    return kernelspec.get("name") or "python3"
+
+
+def _tags(cell: nbformat.NotebookNode) -> list[str]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
+
+
+def _classify_cells(nb: nbformat.NotebookNode, problems: list) -> list[Cell]:
+    cells: list[Cell] = []
+    by_role: dict[str, list[int]] = {TAG_PARAMETERS: [], TAG_OUTPUT: [], TAG_SETUP: []}
+    for index, cell in enumerate(nb.get("cells", [])):
+        tags = _tags(cell)
+        roles = [t for t in (TAG_PARAMETERS, TAG_SETUP, TAG_OUTPUT) if t in tags]
+        if cell.get("cell_type") != "code":
+            for role in roles:
+                problems.append(problem(f"Cell {index} is tagged {role!r} but is not a code cell.", index))
+            continue
+        if len(roles) > 1:
+            problems.append(problem(f"Cell {index} has more than one role: {', '.join(roles)}.", index))
+        role = roles[0] if roles else "body"
+        if role in by_role:
+            by_role[role].append(index)
+        cells.append(Cell(index=index, source=_source(cell), role=role))
+    outputs = by_role[TAG_OUTPUT]
+    if not outputs:
+        problems.append(problem("No cell is tagged 'output': tag the cell whose last expression is the result."))
+    elif len(outputs) > 1:
+        problems.append(
+            problem(f"Cells {', '.join(map(str, outputs))} are all tagged 'output': exactly one may be.", outputs[1])
+        )
+    if len(by_role[TAG_PARAMETERS]) > 1:
+        extra = by_role[TAG_PARAMETERS][1]
+        problems.append(problem(f"Cell {extra} is a second 'parameters' cell: at most one is allowed.", extra))
+    return cells
+
+
+def _source(cell: nbformat.NotebookNode) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def python_source(source: str) -> str:
+    """IPython syntax (magics, ``!cmd``) turned into plain Python, as the kernel would."""
+    return TransformerManager().transform_cell(source)
+
+
+def _check_syntax(cell: Cell, problems: list) -> None:
+    try:
+        tree = ast.parse(python_source(cell.source))
+    except SyntaxError as exc:
+        problems.append(problem(f"Cell {cell.index} has a syntax error on line {exc.lineno}: {exc.msg}.", cell.index))
+        return
+    if cell.role == TAG_OUTPUT and not (tree.body and isinstance(tree.body[-1], ast.Expr)):
+        problems.append(
+            problem(f"The output cell {cell.index} must end with an expression: its value is the result.", cell.index)
+        )
+
+
+def _parse_parameters(cell: Cell, problems: list) -> dict[str, Parameter]:
+    try:
+        tree = ast.parse(cell.source)
+    except SyntaxError as exc:
+        problems.append(
+            problem(f"The parameters cell {cell.index} cannot be parsed: {exc.msg} on line {exc.lineno}.", cell.index)
+        )
+        return {}
+    assigned: list[str] = []
+    for stmt in tree.body:
+        target = _assigned_name(stmt)
+        if target is None:
+            problems.append(
+                problem(
+                    f"Line {stmt.lineno} of the parameters cell is not a plain assignment "
+                    "like `x: int = 3` or `x = 3`.",
+                    cell.index,
+                )
+            )
+        else:
+            assigned.append(target)
+    parameters: dict[str, Parameter] = {}
+    for found in PythonTranslator.inspect(nbformat.v4.new_code_cell(cell.source)):
+        param = _parameter(found, cell.index, problems)
+        if param is not None:
+            parameters[param.name] = param
+    for missing in (n for n in assigned if n not in parameters):
+        problems.append(problem(f"Parameter {missing!r} could not be read: write it on one line as `name = value`.", cell.index))
+    return parameters
+
+
+def _assigned_name(stmt: ast.stmt) -> str | None:
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        return stmt.target.id
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id
+    return None
+
+
+def _parameter(found: Any, cell_index: int, problems: list) -> Parameter | None:
+    try:
+        default = ast.literal_eval(found.default)
+    except (ValueError, SyntaxError):
+        problems.append(
+            problem(f"Parameter {found.name!r}: default {found.default!r} is not a literal value.", cell_index)
+        )
+        return None
+    annotation = found.inferred_type_name
+    if annotation in ("None", ""):
+        type_name = type_of(default)
+        if type_name is None:
+            problems.append(
+                problem(
+                    f"Parameter {found.name!r}: cannot infer a type from default {found.default!r}; "
+                    "annotate it (int, float, str, bool, list or dict).",
+                    cell_index,
+                )
+            )
+            return None
+    else:
+        base = annotation.split("[", 1)[0].strip().removeprefix("typing.")
+        type_name = _ANNOTATION_ALIASES.get(base, base)
+        if type_name not in PARAM_TYPES:
+            problems.append(
+                problem(
+                    f"Parameter {found.name!r}: type {annotation!r} is not one of int, float, str, bool, list, dict.",
+                    cell_index,
+                )
+            )
+            return None
+        if not is_type(default, type_name):
+            problems.append(
+                problem(f"Parameter {found.name!r}: default {found.default} is not a {type_name}.", cell_index)
+            )
+            return None
+    if type_name == "float":
+        default = float(default)
+    return Parameter(name=found.name, type=type_name, default=default, help=found.help)
+
+
+def _read_settings(meta: dict[str, Any], problems: list) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for key in ("title", "description", "owner"):
+        value = meta.get(key, "")
+        if not isinstance(value, str):
+            problems.append(problem(f"metadata.nbmesh.{key} must be a string."))
+            value = ""
+        settings[key] = value
+    timeout = meta.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
+        problems.append(problem(f"metadata.nbmesh.timeout must be a number of seconds in (0, 86400], got {timeout!r}."))
+        timeout = DEFAULT_TIMEOUT
+    settings["timeout"] = float(timeout)
+    schema = meta.get("output_schema")
+    if schema is not None:
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            problems.append(problem(f"metadata.nbmesh.output_schema is not a valid JSON Schema: {exc.message}"))
+            schema = None
+    settings["output_schema"] = schema
+    return settings
+
+
+def validate_parameters(spec: ProductSpec, values: Any) -> dict[str, Any]:
+    """The full parameter set of a run: defaults overlaid with checked caller values."""
+    if not isinstance(values, dict):
+        raise InvalidParameters(
+            f"Parameters must be a JSON object, got {type(values).__name__}.",
+            [problem("The request body must be an object like {\"region\": \"EU\"}.")],
+        )
+    problems = []
+    resolved = {name: p.default for name, p in spec.parameters.items()}
+    for key, value in values.items():
+        param = spec.parameters.get(key)
+        if param is None:
+            known = ", ".join(spec.parameters) or "none"
+            problems.append({"parameter": key, "message": f"Unknown parameter {key!r}; known parameters: {known}."})
+        elif not is_type(value, param.type):
+            problems.append(
+                {
+                    "parameter": key,
+                    "message": f"Parameter {key!r} must be {param.type}, got {_json_type(value)} {_short(value)}.",
+                }
+            )
+        elif _depth(value) > MAX_DEPTH:
+            problems.append({"parameter": key, "message": f"Parameter {key!r} is nested deeper than {MAX_DEPTH} levels."})
+        else:
+            resolved[key] = float(value) if param.type == "float" else value
+    if problems:
+        raise InvalidParameters(f"Invalid parameters for product {spec.name!r}.", problems)
+    return resolved
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _depth(value: Any) -> int:
+    # Iterative so a hostile, deeply nested body cannot exhaust the stack.
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return depth
+        nxt = []
+        for item in level:
+            if isinstance(item, dict):
+                nxt.extend(item.values())
+            elif isinstance(item, list):
+                nxt.extend(item)
+        level = nxt
+    return depth - 1
+
+
+def contract_violation(spec: ProductSpec, result: Any) -> str | None:
+    """The schema's own message when ``result`` breaks the product's output_schema, else None."""
+    if spec._validator is None:
+        return None
+    error = jsonschema.exceptions.best_match(spec._validator.iter_errors(result))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message} (at /{where})" if where else error.message

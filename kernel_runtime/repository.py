@@ -1,0 +1,121 @@
+"""The store layout: where products, versions and runs live as blobs.
+
+Keys (identical on every backend):
+
+- ``products/{name}/versions/{version:08d}.json``  immutable published versions
+- ``products/{name}/unpublished.json``             the last version withdrawn by DELETE
+- ``runs/{run_id}.json`` / ``runs/{run_id}.ipynb``  run records and executed notebooks
+- ``product-runs/{name}/{newest-first stamp}-{run_id}``  per-product run index
+- ``pending/{run_id}``                            runs not final yet (settled on restart)
+
+Every method is synchronous and may block on I/O; the service calls them
+from a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .errors import CorruptRecord, VersionConflict
+from .records import Run, StoredVersion, now_iso
+from .store import BlobStore
+
+_MAX_STAMP = 10**19
+
+
+def _dump(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _load(key: str, blob: bytes) -> Any:
+    try:
+        return json.loads(blob)
+    except ValueError as exc:
+        raise CorruptRecord(f"Stored object {key} is not valid JSON: {exc}.") from exc
+
+
+class Repository:
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+
+    # products ---------------------------------------------------------------
+    def product_names(self) -> list[str]:
+        names = {key.split("/")[1] for key in self.store.list("products/")}
+        return sorted(n for n in names if self.versions(n))
+
+    def versions(self, name: str) -> list[int]:
+        """The live versions of ``name``, ascending; empty when unpublished."""
+        stored = [
+            int(key.rsplit("/", 1)[1].removesuffix(".json"))
+            for key in self.store.list(f"products/{name}/versions/")
+        ]
+        withdrawn = self._unpublished_version(name)
+        return sorted(v for v in stored if v > withdrawn)
+
+    def _unpublished_version(self, name: str) -> int:
+        key = f"products/{name}/unpublished.json"
+        blob = self.store.get(key)
+        return int(_load(key, blob)["version"]) if blob else 0
+
+    def _all_versions(self, name: str) -> list[int]:
+        keys = self.store.list(f"products/{name}/versions/")
+        return [int(k.rsplit("/", 1)[1].removesuffix(".json")) for k in keys]
+
+    def get_version(self, name: str, version: int) -> StoredVersion | None:
+        key = f"products/{name}/versions/{version:08d}.json"
+        blob = self.store.get(key)
+        if blob is None:
+            return None
+        data = _load(key, blob)
+        return StoredVersion(**data)
+
+    def add_version(self, name: str, notebook: dict[str, Any], attempts: int = 20) -> StoredVersion:
+        """Store ``notebook`` as the next version; concurrent publishers get distinct numbers."""
+        for _ in range(attempts):
+            existing = self._all_versions(name)
+            version = max([*existing, self._unpublished_version(name)], default=0) + 1
+            record = StoredVersion(name=name, version=version, published_at=now_iso(), notebook=notebook)
+            if self.store.create(f"products/{name}/versions/{version:08d}.json", _dump(record.to_json())):
+                return record
+        raise VersionConflict(f"Could not publish {name}: {attempts} other publishes raced it; try again.")
+
+    def unpublish(self, name: str, version: int) -> None:
+        self.store.put(f"products/{name}/unpublished.json", _dump({"version": version, "at": now_iso()}))
+
+    # runs -------------------------------------------------------------------
+    def save_run(self, run: Run, notebook: dict[str, Any] | None = None, indexed: bool = False) -> None:
+        """Write a run record; the first write of a run also indexes it under its product."""
+        if notebook is not None:
+            self.store.put(f"runs/{run.run_id}.ipynb", _dump(notebook))
+        self.store.put(f"runs/{run.run_id}.json", _dump(run.to_json()))
+        if not indexed:
+            stamp = _MAX_STAMP - time.time_ns()
+            self.store.put(f"product-runs/{run.product}/{stamp:020d}-{run.run_id}", b"")
+        if run.final:
+            self.store.delete(f"pending/{run.run_id}")
+        else:
+            self.store.put(f"pending/{run.run_id}", b"")
+
+    def get_run(self, run_id: str) -> Run | None:
+        key = f"runs/{run_id}.json"
+        blob = self.store.get(key)
+        return Run.from_json(_load(key, blob)) if blob else None
+
+    def get_run_notebook(self, run_id: str) -> dict[str, Any] | None:
+        key = f"runs/{run_id}.ipynb"
+        blob = self.store.get(key)
+        return _load(key, blob) if blob else None
+
+    def list_runs(self, name: str, limit: int) -> list[Run]:
+        runs = []
+        for key in self.store.list(f"product-runs/{name}/")[:limit]:
+            run = self.get_run(key.rsplit("-", 1)[1])
+            if run is not None:
+                runs.append(run)
+        return runs
+
+    def pending_runs(self) -> list[Run]:
+        runs = [self.get_run(key.split("/", 1)[1]) for key in self.store.list("pending/")]
+        return [r for r in runs if r is not None]

@@ -1,0 +1,247 @@
+"""The half of nbmesh that lives inside each kernel.
+
+The runtime installs a :class:`Runner` when it prepares a kernel for a
+product: the runner compiles the product's cells once, runs the ``setup``
+cells, and remembers the namespace they made. Each invocation is then a
+single ``execute_request`` calling :meth:`Runner.run` with the parameters as
+a JSON *string*: values are decoded by ``json.loads`` and bound as data, so
+no parameter is ever spliced into code. The runner captures every cell's
+outputs for the run's record, turns the output cell's value into JSON,
+restores the setup namespace, and leaves its report in :attr:`Runner.reply`
+for the runtime to read through ``user_expressions`` in the same reply.
+
+Only the standard library and IPython are imported here at module level:
+this module is loaded into every kernel and must stay cheap.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import io
+import json
+import sys
+import time
+import traceback
+from typing import Any
+
+from IPython.core.inputtransformer2 import TransformerManager
+from IPython.utils.capture import capture_output
+
+DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
+
+
+class OutputLimitExceeded(BaseException):
+    """Raised from inside print(): a BaseException so that `except Exception` in product code cannot swallow it."""
+
+
+class _CappedStream(io.TextIOBase):
+    """A text stream that keeps what is written, up to a shared byte budget."""
+
+    def __init__(self, name: str, budget: list[int]) -> None:
+        self.name = name
+        self._parts: list[str] = []
+        self._budget = budget
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._budget[0] -= len(text)
+        if self._budget[0] < 0:
+            raise OutputLimitExceeded(f"The run wrote more than its output limit to {self.name}.")
+        self._parts.append(text)
+        return len(text)
+
+    def getvalue(self) -> str:
+        return "".join(self._parts)
+
+
+class Reply:
+    """A JSON report whose plain-text repr is the JSON itself, so user_expressions carries it verbatim."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.text = json.dumps(payload, allow_nan=False, default=str)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text)
+
+
+class _Compiled:
+    def __init__(self, index: int, role: str, source: str) -> None:
+        self.index = index
+        self.role = role
+        tree = ast.parse(TransformerManager().transform_cell(source))
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        self.body = compile(tree, f"<cell {index}>", "exec")
+        self.last = compile(ast.Expression(last.value), f"<cell {index}>", "eval") if last else None
+
+
+class Runner:
+    def __init__(self, shell: Any, spec_json: str) -> None:
+        spec = json.loads(spec_json)
+        self.shell = shell
+        self.max_output = int(spec.get("max_output", DEFAULT_MAX_OUTPUT))
+        self.setup_cells = [_Compiled(c["index"], "setup", c["source"]) for c in spec["setup_cells"]]
+        self.run_cells = [_Compiled(c["index"], c["role"], c["source"]) for c in spec["run_cells"]]
+        self.baseline: dict[str, Any] = {}
+        self.reply: Reply | None = None
+
+    def setup(self) -> None:
+        """Run the setup cells once; the namespace they leave is what every run starts from."""
+        records, error = self._execute(self.setup_cells)
+        self.baseline = dict(self.shell.user_ns)
+        self.reply = Reply({"cells": records, "error": error})
+
+    def run(self, params_json: str) -> None:
+        """One invocation. Never raises: failures are reported in :attr:`reply`."""
+        params = json.loads(params_json)
+        try:
+            records, error = self._execute(self.run_cells, params)
+            payload: dict[str, Any] = {"cells": records, "error": error}
+            if error is None:
+                try:
+                    payload["result"] = to_json(self._result)
+                except TypeError as exc:
+                    payload["error"] = _error("ResultNotSerializable", str(exc), [])
+        finally:
+            self._result = None
+            self._restore()
+        self.reply = Reply(payload)
+
+    def _restore(self) -> None:
+        ns = self.shell.user_ns
+        for name in [n for n in ns if n not in self.baseline]:
+            del ns[name]
+        for name, value in self.baseline.items():
+            if ns.get(name, _MISSING) is not value:
+                ns[name] = value
+
+    def _execute(self, cells: list[_Compiled], params: dict[str, Any] | None = None) -> tuple[list, dict | None]:
+        ns = self.shell.user_ns
+        budget = [self.max_output]
+        records: list[dict[str, Any]] = []
+        self._result = None
+        for cell in cells:
+            started = time.time()
+            record: dict[str, Any] = {"index": cell.index, "start": started, "outputs": []}
+            records.append(record)
+            if cell.role == "parameters":
+                # The defaults are already in params: binding them is the parameters cell's whole job.
+                ns.update(params or {})
+                record.update(status="completed", end=time.time())
+                continue
+            stdout, stderr = _CappedStream("stdout", budget), _CappedStream("stderr", budget)
+            error = None
+            value = None
+            captured = None
+            try:
+                with capture_output(stdout=False, stderr=False, display=True) as captured:
+                    old = sys.stdout, sys.stderr
+                    sys.stdout, sys.stderr = stdout, stderr
+                    try:
+                        exec(cell.body, ns)
+                        if cell.last is not None:
+                            value = eval(cell.last, ns)
+                    finally:
+                        sys.stdout, sys.stderr = old
+            except OutputLimitExceeded as exc:
+                error = _error("OutputLimitExceeded", f"{exc} ({self.max_output} bytes).", [])
+            except BaseException as exc:  # noqa: BLE001 - product code may raise anything, even SystemExit
+                error = _error(type(exc).__name__, str(exc), _traceback(exc))
+            record["outputs"] = _outputs(stdout, stderr, captured.outputs if captured else [])
+            if error is None and value is not None:
+                record["outputs"].append(self._execute_result(value))
+            if cell.role == "output" and error is None:
+                self._result = value
+            record.update(status="failed" if error else "completed", end=time.time())
+            if error:
+                record["outputs"].append({"output_type": "error", **error})
+                return records, error
+        return records, None
+
+    def _execute_result(self, value: Any) -> dict[str, Any]:
+        try:
+            data, metadata = self.shell.display_formatter.format(value)
+        except Exception:  # noqa: BLE001 - a broken repr must not fail the run
+            data, metadata = {"text/plain": object.__repr__(value)}, {}
+        return {"output_type": "execute_result", "data": data, "metadata": metadata}
+
+
+_MISSING = object()
+
+
+def _error(ename: str, evalue: str, tb: list[str]) -> dict[str, Any]:
+    return {"ename": ename, "evalue": evalue, "traceback": tb}
+
+
+def _traceback(exc: BaseException) -> list[str]:
+    # Drop the runner's own frame: the author wants to see their cell, not ours.
+    tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+    return [line.rstrip("\n") for line in traceback.format_exception(type(exc), exc, tb)]
+
+
+def _outputs(stdout: _CappedStream, stderr: _CappedStream, displays: list) -> list[dict[str, Any]]:
+    outputs: list[dict[str, Any]] = []
+    for stream in (stdout, stderr):
+        text = stream.getvalue()
+        if text:
+            outputs.append({"output_type": "stream", "name": stream.name, "text": text})
+    for shown in displays:
+        outputs.append({"output_type": "display_data", "data": shown.data, "metadata": shown.metadata})
+    return outputs
+
+
+def to_json(value: Any, _depth: int = 0) -> Any:
+    """``value`` as plain JSON types, per the contract's result rules; TypeError names what cannot be."""
+    if _depth > 100:
+        raise TypeError("The result is nested more than 100 levels deep.")
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {_key(k): to_json(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v, _depth + 1) for v in value]
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    converted = _convert_scientific(value)
+    if converted is not _MISSING:
+        return to_json(converted, _depth + 1)
+    raise TypeError(
+        f"The output cell's value of type {type(value).__module__}.{type(value).__qualname__} "
+        "cannot be turned into JSON: return a dict, list, str, number, bool, None or a pandas DataFrame."
+    )
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    converted = to_json(key)
+    if isinstance(converted, (str, int, float)):
+        return str(converted)
+    raise TypeError(f"A result dict key of type {type(key).__qualname__} cannot be a JSON key.")
+
+
+def _convert_scientific(value: Any) -> Any:
+    """pandas and numpy values as Python ones; only looked up when those libraries are loaded."""
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if isinstance(value, pd.DataFrame):
+            return value.to_dict(orient="records")
+        if isinstance(value, pd.Series):
+            return value.tolist()
+        if value is pd.NaT:
+            return None
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(value, np.datetime64):
+            return None if np.isnat(value) else str(np.datetime_as_string(value))
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+    return _MISSING
