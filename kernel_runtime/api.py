@@ -1,0 +1,232 @@
+"""The HTTP API of CONTRACT section 3, as a declarative Starlette app.
+
+Handlers only parse and bound the request, call the service, and shape the
+answer. Every nbmesh error becomes its HTTP status here, in ``STATUS``, and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import (
+    CorruptRecord,
+    InvalidNotebook,
+    InvalidParameters,
+    InvalidRequest,
+    KernelError,
+    NbmeshError,
+    NotFound,
+    PayloadTooLarge,
+    QueueFull,
+    StoreUnavailable,
+    Unauthorized,
+    VersionConflict,
+)
+from .records import SUCCEEDED, TIMED_OUT, Run
+from .service import Service
+
+MIB = 1024 * 1024
+NOTEBOOK_LIMIT = 16 * MIB
+PARAMS_LIMIT = 1 * MIB
+
+STATUS: dict[type[NbmeshError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    VersionConflict: 409,
+    PayloadTooLarge: 413,
+    InvalidNotebook: 422,
+    InvalidParameters: 422,
+    CorruptRecord: 500,
+    KernelError: 503,
+    QueueFull: 503,
+    StoreUnavailable: 503,
+}
+
+
+def status_of(exc: NbmeshError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_response(exc: NbmeshError) -> JSONResponse:
+    return JSONResponse(exc.to_body(), status_code=status_of(exc))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_object(request: Request, limit: int = PARAMS_LIMIT) -> dict[str, Any]:
+    body = await read_body(request, limit)
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise InvalidParameters(
+            f"The request body must be a JSON object, got {type(value).__name__}.",
+            [{"message": "Send the parameters as an object like {\"region\": \"EU\"}."}],
+        )
+    return value
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def run_response(run: Run, ok_status: int = 200) -> JSONResponse:
+    if run.status == SUCCEEDED:
+        status = ok_status
+    elif run.status == TIMED_OUT:
+        status = 504
+    else:
+        status = 500
+    return JSONResponse(run.to_json(), status_code=status)
+
+
+# handlers -----------------------------------------------------------------------
+async def healthz(request: Request) -> Response:
+    return JSONResponse(service_of(request).health())
+
+
+async def list_products(request: Request) -> Response:
+    return JSONResponse({"products": service_of(request).products()})
+
+
+async def get_product(request: Request) -> Response:
+    return JSONResponse(await service_of(request).product(request.path_params["name"]))
+
+
+async def put_product(request: Request) -> Response:
+    body = await read_body(request, NOTEBOOK_LIMIT)
+    product = await service_of(request).publish(request.path_params["name"], body)
+    return JSONResponse(product, status_code=201)
+
+
+async def delete_product(request: Request) -> Response:
+    await service_of(request).unpublish(request.path_params["name"])
+    return Response(status_code=204)
+
+
+async def invoke(request: Request) -> Response:
+    params = await read_json_object(request)
+    return run_response(await service_of(request).invoke(request.path_params["name"], params))
+
+
+async def submit_run(request: Request) -> Response:
+    params = await read_json_object(request)
+    run = await service_of(request).submit(request.path_params["name"], params)
+    return JSONResponse({"run_id": run.run_id, "status": run.status}, status_code=202)
+
+
+async def product_runs(request: Request) -> Response:
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest(f"limit must be an integer from 1 to 1000, got {raw!r}.")
+    runs = await service_of(request).list_runs(request.path_params["name"], int(raw))
+    return JSONResponse({"runs": [r.to_json() for r in runs]})
+
+
+async def product_notebook(request: Request) -> Response:
+    return JSONResponse(await service_of(request).product_notebook(request.path_params["name"]))
+
+
+async def get_run(request: Request) -> Response:
+    return JSONResponse((await service_of(request).get_run(request.path_params["run_id"])).to_json())
+
+
+async def run_notebook(request: Request) -> Response:
+    return JSONResponse(await service_of(request).get_run_notebook(request.path_params["run_id"]))
+
+
+# middleware -------------------------------------------------------------------------
+class TokenMiddleware:
+    """Bearer-token auth on every route but /healthz (CONTRACT section 6)."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.expected is None or scope["type"] != "http" or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self.expected):
+            error = Unauthorized("A valid bearer token is required: send 'Authorization: Bearer <token>'.")
+            await error_response(error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def _nbmesh_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NbmeshError)
+    return error_response(exc)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"Method {request.method} is not allowed on {request.url.path}."}, status_code=405)
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/api/products", list_products, methods=["GET"]),
+    Route("/api/products/{name}", get_product, methods=["GET"]),
+    Route("/api/products/{name}", put_product, methods=["PUT"]),
+    Route("/api/products/{name}", delete_product, methods=["DELETE"]),
+    Route("/api/products/{name}/invoke", invoke, methods=["POST"]),
+    Route("/api/products/{name}/runs", submit_run, methods=["POST"]),
+    Route("/api/products/{name}/runs", product_runs, methods=["GET"]),
+    Route("/api/products/{name}/notebook", product_notebook, methods=["GET"]),
+    Route("/api/runs/{run_id}", get_run, methods=["GET"]),
+    Route("/api/runs/{run_id}/notebook", run_notebook, methods=["GET"]),
+]
+
+
+def create_app(service: Service, token: str | None = None, on_kernel_ready=None) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start(on_kernel_ready)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(TokenMiddleware, token=token)],
+        exception_handlers={NbmeshError: _nbmesh_error, 404: _not_found, 405: _method_not_allowed},
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

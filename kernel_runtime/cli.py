@@ -1,0 +1,220 @@
+"""The ``nbmesh`` command line (CONTRACT section 4), built with typer and rich.
+
+Client commands talk to a runtime over HTTP through :class:`Client`; ``serve``
+runs one. Any nbmesh error ends the command with one clear line on stderr and
+exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import NbmeshError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Publish notebooks as data products and run them on warm kernels.")
+out = Console()
+err = Console(stderr=True)
+
+UrlOption = typer.Option(None, "--url", help="Runtime URL (default: NBMESH_URL, else http://127.0.0.1:8765).")
+TokenOption = typer.Option(None, "--token", help="Bearer token (default: NBMESH_TOKEN).")
+# -p KEY VALUE pairs are read from the extra arguments: typer has no repeatable two-value option.
+PAIRS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _client(url: str | None, token: str | None):
+    from .client import Client
+
+    return Client(url=url, token=token)
+
+
+def _run_cli(fn):
+    """Call ``fn``; nbmesh errors become one line on stderr (plus their details)."""
+    try:
+        return fn()
+    except NbmeshError as exc:
+        for detail in exc.details:
+            text = detail.get("message", json.dumps(detail)) if isinstance(detail, dict) else str(detail)
+            where = f"cell {detail['cell']}: " if isinstance(detail, dict) and detail.get("cell") is not None else ""
+            err.print(f"  - {where}{text}", highlight=False, soft_wrap=True)
+        fail(exc.message)
+
+
+def _pairs(args: list[str]) -> list[tuple[str, str]]:
+    pairs, rest = [], list(args)
+    while rest:
+        flag = rest.pop(0)
+        if flag not in ("-p", "--parameter") or len(rest) < 2:
+            fail(f"Unexpected argument {flag!r}: parameters are given as -p KEY VALUE.")
+        pairs.append((rest.pop(0), rest.pop(0)))
+    return pairs
+
+
+def _parse_pairs(args: list[str], types: dict[str, str] | None = None) -> dict[str, Any]:
+    """-p values: raw text for str parameters, JSON (falling back to text) for everything else."""
+    params: dict[str, Any] = {}
+    for key, raw in _pairs(args):
+        if (types or {}).get(key) == "str":
+            params[key] = raw
+            continue
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    store: Optional[str] = typer.Option(None, "--store", help="Store: a folder or s3://bucket/prefix (default: NBMESH_STORE, else .nbmesh/store)."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8765, "--port"),
+    pool_size: int = typer.Option(os.cpu_count() or 2, "--pool-size", min=1, help="Warm kernels (default: CPU count)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="NBMESH_TOKEN", help="Require this bearer token."),
+    kernel_memory: Optional[int] = typer.Option(None, "--kernel-memory", help="Per-kernel memory limit in MiB."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Run the runtime: a pool of warm kernels behind the HTTP API."""
+    import uvicorn
+
+    from .api import create_app
+    from .pool import PoolSettings
+    from .repository import Repository
+    from .service import Service, Settings
+    from .store import open_store
+
+    if not token and not _is_loopback(host):
+        fail(f"Refusing to serve on {host} without a token: pass --token or set NBMESH_TOKEN.")
+    logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
+    blob_store = _run_cli(lambda: open_store(store))
+    settings = Settings(pool=PoolSettings(size=pool_size, kernel_memory=kernel_memory * 1024 * 1024 if kernel_memory else None))
+    service = Service(Repository(blob_store), settings)
+    ready = [0]
+
+    def on_kernel_ready(kernel) -> None:
+        ready[0] += 1
+        err.print(f"[cyan]kernel {ready[0]}/{pool_size} warm[/]", highlight=False)
+
+    err.print(f"nbmesh: store {blob_store.url}, starting {pool_size} kernel(s)…", highlight=False)
+    application = create_app(service, token=token, on_kernel_ready=on_kernel_ready)
+    config = uvicorn.Config(application, host=host, port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    original = server.startup
+
+    async def startup(sockets=None) -> None:
+        await original(sockets)
+        if server.started:
+            err.print(f"[bold green]nbmesh answers on http://{host}:{port}[/] ({len(service.catalog)} product(s))", highlight=False)
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+@app.command()
+def publish(
+    notebooks: list[Path] = typer.Argument(..., help="Notebook files to publish.", exists=False),
+    name: Optional[str] = typer.Option(None, "--name", help="Product name (default: metadata.nbmesh.name, else the file's stem)."),
+    url: Optional[str] = UrlOption,
+    token: Optional[str] = TokenOption,
+) -> None:
+    """Validate and publish notebooks as new product versions."""
+    if name and len(notebooks) > 1:
+        fail("--name applies to a single notebook.")
+    with _client(url, token) as client:
+        for path in notebooks:
+            product = _run_cli(lambda: client.publish(path, name=name))
+            out.print(f"published [bold]{product['name']}[/] version {product['version']}: POST {client.url}{product['invoke_url']}", highlight=False)
+
+
+@app.command(context_settings=PAIRS)
+def invoke(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Product name, or name@version."),
+    url: Optional[str] = UrlOption,
+    token: Optional[str] = TokenOption,
+) -> None:
+    """Run a product now and print its result as JSON. Parameters: -p KEY VALUE ..."""
+    with _client(url, token) as client:
+        types = {k: v["type"] for k, v in _run_cli(lambda: client.product(name))["parameters"].items()}
+        run = _run_cli(lambda: client.run(name, **_parse_pairs(ctx.args, types)))
+    if run["status"] != "succeeded":
+        error = run.get("error") or {}
+        for line in error.get("traceback") or []:
+            err.print(line, highlight=False, markup=False)
+        fail(f"run {run['run_id']} {run['status']}: {error.get('ename')}: {error.get('evalue')}")
+    sys.stdout.write(json.dumps(run["result"], indent=2) + "\n")
+
+
+@app.command("list")
+def list_products(url: Optional[str] = UrlOption, token: Optional[str] = TokenOption) -> None:
+    """List the published products."""
+    with _client(url, token) as client:
+        products = _run_cli(client.products)
+    table = Table("name", "version", "owner", "parameters", "title")
+    for p in products:
+        params = ", ".join(f"{k}: {v['type']}" for k, v in p["parameters"].items())
+        table.add_row(p["name"], str(p["version"]), p.get("owner", ""), params, p.get("title", ""))
+    out.print(table)
+
+
+@app.command()
+def runs(
+    name: str = typer.Argument(..., help="Product name."),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000),
+    url: Optional[str] = UrlOption,
+    token: Optional[str] = TokenOption,
+) -> None:
+    """List a product's runs, newest first."""
+    with _client(url, token) as client:
+        items = _run_cli(lambda: client.runs(name, limit=limit))
+    table = Table("run_id", "version", "status", "duration ms", "trigger", "started")
+    for r in items:
+        duration = f"{r['duration_ms']:.1f}" if r.get("duration_ms") is not None else ""
+        table.add_row(r["run_id"], str(r["version"]), r["status"], duration, r["trigger"].get("kind", ""), r.get("started_at") or "")
+    out.print(table)
+
+
+@app.command(context_settings=PAIRS)
+def emit(
+    ctx: typer.Context,
+    topic: str = typer.Argument(..., help="Event topic."),
+    url: Optional[str] = UrlOption,
+    token: Optional[str] = TokenOption,
+) -> None:
+    """Publish an event; products subscribed to its topic run. Payload: -p KEY VALUE ..."""
+    with _client(url, token) as client:
+        answer = _run_cli(lambda: client.emit(topic, _parse_pairs(ctx.args)))
+    out.print(f"event {answer['topic']}: {len(answer['runs'])} run(s) {' '.join(answer['runs'])}", highlight=False)
+
+
+def main() -> None:
+    app()

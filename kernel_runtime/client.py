@@ -1,0 +1,140 @@
+"""The Python client of CONTRACT section 7, over httpx.
+
+``url`` defaults to ``NBMESH_URL`` (else http://127.0.0.1:8765) and ``token``
+to ``NBMESH_TOKEN``. HTTP errors come back as the same typed exceptions the
+runtime raised; a run that failed raises :class:`RunFailed` carrying the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .errors import (
+    InvalidNotebook,
+    InvalidParameters,
+    InvalidRequest,
+    NbmeshError,
+    NotFound,
+    PayloadTooLarge,
+    QueueFull,
+    RunFailed,
+    Unauthorized,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+_BY_STATUS: dict[int, type[NbmeshError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    404: NotFound,
+    413: PayloadTooLarge,
+    422: InvalidParameters,
+    503: QueueFull,
+}
+
+
+def default_url() -> str:
+    return os.environ.get("NBMESH_URL") or DEFAULT_URL
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 600.0) -> None:
+        self.url = (url or default_url()).rstrip("/")
+        token = token if token is not None else os.environ.get("NBMESH_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise NbmeshError(f"Cannot reach the nbmesh runtime at {self.url}: {exc}.") from exc
+        if response.status_code < 400:
+            return response
+        body = _json(response)
+        if response.status_code in (500, 504) and "run_id" in body:
+            return response  # a failed or timed-out run answers with its record
+        cls = _BY_STATUS.get(response.status_code, NbmeshError)
+        if method == "PUT" and response.status_code == 422:
+            cls = InvalidNotebook
+        raise cls(body.get("error") or f"HTTP {response.status_code} from {path}", body.get("details"))
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz").json()
+
+    def products(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/products").json()["products"]
+
+    def product(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/products/{name}").json()
+
+    def publish(self, notebook: str | Path | dict[str, Any], name: str | None = None) -> dict[str, Any]:
+        """Publish a notebook (path or dict) under ``name``, else its metadata name, else the file's stem."""
+        if isinstance(notebook, dict):
+            nb, stem = notebook, None
+        else:
+            path = Path(notebook)
+            try:
+                nb = json.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise InvalidRequest(f"Cannot read {path}: {exc.strerror}.") from exc
+            except ValueError as exc:
+                raise InvalidNotebook(f"{path} is not notebook JSON: {exc}.") from exc
+            stem = path.stem.lower().replace("_", "-")
+        meta_name = (nb.get("metadata", {}).get("nbmesh") or {}).get("name") if isinstance(nb, dict) else None
+        name = name or meta_name or stem
+        if not name:
+            raise InvalidRequest("No product name: pass one or set metadata.nbmesh.name.")
+        return self._request("PUT", f"/api/products/{name}", json=nb).json()
+
+    def unpublish(self, name: str) -> None:
+        self._request("DELETE", f"/api/products/{name}")
+
+    def run(self, name: str, /, **params: Any) -> dict[str, Any]:
+        """Invoke and wait; the whole run record, whatever its status."""
+        return self._request("POST", f"/api/products/{name}/invoke", json=params).json()
+
+    def invoke(self, name: str, /, **params: Any) -> Any:
+        """Invoke and wait; the result, or RunFailed carrying the run."""
+        run = self.run(name, **params)
+        if run["status"] != "succeeded":
+            error = run.get("error") or {}
+            raise RunFailed(f"Run {run['run_id']} of {name} {run['status']}: {error.get('ename')}: {error.get('evalue')}", run)
+        return run["result"]
+
+    def submit(self, name: str, /, **params: Any) -> str:
+        """Start a background run; its run_id."""
+        return self._request("POST", f"/api/products/{name}/runs", json=params).json()["run_id"]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/runs/{run_id}").json()
+
+    def run_notebook(self, run_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/api/runs/{run_id}/notebook").json()
+
+    def runs(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._request("GET", f"/api/products/{name}/runs", params={"limit": limit}).json()["runs"]
+
+    def emit(self, topic: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._request("POST", f"/api/events/{topic}", json=payload or {}).json()
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

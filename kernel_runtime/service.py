@@ -1,0 +1,366 @@
+"""The runtime's use cases: publish, unpublish, read the catalog, invoke, run in the background.
+
+The service keeps the catalog in memory (so the invoke path never reads the
+store), leases kernels from the pool, and persists run records and executed
+notebooks *after* the caller has its answer, through one writer task. Reads
+of a run that is not written yet are served from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import executor
+from .errors import (
+    ExecutionTimeout,
+    InvalidRequest,
+    KernelDied,
+    KernelError,
+    NotFound,
+    QueueFull,
+)
+from .pool import KernelPool, PoolSettings
+from .product import ProductSpec, check_name, contract_violation, load_spec, parse_ref, read_notebook, validate_parameters
+from .records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, StoredVersion, new_run_id, now_iso
+from .repository import Repository
+
+log = logging.getLogger("nbmesh.service")
+runlog = logging.getLogger("nbmesh.runs")
+
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+HTTP_TRIGGER = {"kind": "http"}
+
+
+@dataclass
+class Settings:
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    queue_size: int = 1000
+    recent_runs: int = 1000  # finished runs kept in memory for fast reads
+
+
+@dataclass
+class CatalogEntry:
+    """The live versions of one product; specs are parsed once and kept."""
+
+    versions: list[int]
+    stored: dict[int, StoredVersion] = field(default_factory=dict)
+    specs: dict[int, ProductSpec] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> int:
+        return self.versions[-1]
+
+
+class Service:
+    def __init__(self, repo: Repository, settings: Settings | None = None) -> None:
+        self.repo = repo
+        self.settings = settings or Settings()
+        self.pool = KernelPool(self.settings.pool)
+        self.catalog: dict[str, CatalogEntry] = {}
+        self._unsaved: dict[str, tuple[Run, dict[str, Any] | None]] = {}
+        self._writes: asyncio.Queue[tuple[Run, Callable[[], dict[str, Any]] | None, bool]] = asyncio.Queue()
+        self._background: asyncio.Queue[Run] = asyncio.Queue(maxsize=self.settings.queue_size)
+        self._tasks: list[asyncio.Task] = []
+        self.listeners: list[Callable[[Run], None]] = []
+
+    async def _io(self, fn, *args):
+        return await asyncio.to_thread(fn, *args)
+
+    # lifecycle ------------------------------------------------------------------
+    async def start(self, on_kernel_ready=None) -> None:
+        await self._load_catalog()
+        await self._settle_unfinished()
+        await self.pool.start(on_kernel_ready)
+        self._tasks.append(asyncio.create_task(self._writer()))
+        workers = max(1, self.settings.pool.size - 1)  # one kernel stays free for interactive calls
+        self._tasks += [asyncio.create_task(self._worker()) for _ in range(workers)]
+        await self._prewarm_all()
+
+    async def stop(self) -> None:
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await self._writes.join()
+        self._tasks[0].cancel()
+        await self.pool.close()
+
+    async def _load_catalog(self) -> None:
+        for name in await self._io(self.repo.product_names):
+            await self._refresh_entry(name)
+
+    async def _refresh_entry(self, name: str) -> CatalogEntry | None:
+        versions = await self._io(self.repo.versions, name)
+        if not versions:
+            self.catalog.pop(name, None)
+            return None
+        entry = self.catalog.setdefault(name, CatalogEntry(versions=versions))
+        entry.versions = versions
+        await self._load_version(name, entry, entry.latest)
+        return entry
+
+    async def _load_version(self, name: str, entry: CatalogEntry, version: int) -> ProductSpec:
+        if version not in entry.specs:
+            stored = await self._io(self.repo.get_version, name, version)
+            if stored is None:
+                raise NotFound(f"Product {name} has no version {version}.")
+            entry.stored[version] = stored
+            entry.specs[version] = load_spec(read_notebook(json.dumps(stored.notebook)), name)
+        return entry.specs[version]
+
+    async def _settle_unfinished(self) -> None:
+        """Runs a stop left queued go back on the queue; runs it left running are failed."""
+        for run in await self._io(self.repo.pending_runs):
+            if run.status == QUEUED and run.product in self.catalog:
+                self._background.put_nowait(run)
+                continue
+            run.status = FAILED
+            run.finished_at = now_iso()
+            reason = "was running" if run.status == RUNNING else "was queued for a product no longer published"
+            run.error = {
+                "ename": "RuntimeStopped",
+                "evalue": f"The runtime stopped while this run {reason}; it was not completed.",
+                "traceback": [],
+            }
+            await self._io(self.repo.save_run, run, None, True)
+
+    async def _prewarm_all(self) -> None:
+        newest = sorted(self.catalog, key=lambda n: self.catalog[n].stored[self.catalog[n].latest].published_at)
+        for name in reversed(newest[-self.settings.pool.size :]):
+            entry = self.catalog[name]
+            await self.pool.prewarm(entry.specs[entry.latest], entry.latest)
+
+    # catalog ----------------------------------------------------------------------
+    async def resolve(self, ref: str) -> tuple[ProductSpec, int]:
+        name, version = parse_ref(ref)
+        entry = self.catalog.get(name)
+        if entry is None:
+            raise NotFound(f"No product named {name!r} is published.")
+        version = version or entry.latest
+        if version not in entry.versions:
+            raise NotFound(f"Product {name!r} has no version {version}; versions: {entry.versions}.")
+        return await self._load_version(name, entry, version), version
+
+    def product_json(self, name: str, version: int | None = None) -> dict[str, Any]:
+        entry = self.catalog[name]
+        version = version or entry.latest
+        spec, stored = entry.specs[version], entry.stored[version]
+        return {
+            "name": name,
+            "version": version,
+            "versions": list(entry.versions),
+            "title": spec.title,
+            "description": spec.description,
+            "owner": spec.owner,
+            "parameters": spec.parameters_json(),
+            "triggers": list(spec.triggers),
+            "timeout": spec.timeout,
+            "output_schema": spec.output_schema,
+            "published_at": stored.published_at,
+            "invoke_url": f"/api/products/{name}/invoke",
+        }
+
+    def products(self) -> list[dict[str, Any]]:
+        return [self.product_json(name) for name in sorted(self.catalog)]
+
+    async def product(self, ref: str) -> dict[str, Any]:
+        spec, version = await self.resolve(ref)
+        return self.product_json(spec.name, version)
+
+    async def product_notebook(self, ref: str) -> dict[str, Any]:
+        spec, version = await self.resolve(ref)
+        return self.catalog[spec.name].stored[version].notebook
+
+    async def publish(self, name: str, body: bytes) -> dict[str, Any]:
+        check_name(name)
+        nb = read_notebook(body)
+        load_spec(nb, name)  # raises InvalidNotebook listing every problem; nothing is stored then
+        stored = await self._io(self.repo.add_version, name, json.loads(body))
+        entry = await self._refresh_entry(name)
+        assert entry is not None
+        spec = await self._load_version(name, entry, stored.version)
+        self._spawn(self.pool.prewarm(spec, stored.version))
+        log.info("published %s@%s", name, stored.version)
+        return self.product_json(name, stored.version)
+
+    async def unpublish(self, name: str) -> None:
+        check_name(name)
+        entry = self.catalog.get(name)
+        if entry is None:
+            raise NotFound(f"No product named {name!r} is published.")
+        await self._io(self.repo.unpublish, name, entry.latest)
+        self.catalog.pop(name, None)
+
+    # runs ---------------------------------------------------------------------
+    async def invoke(self, ref: str, params: Any, trigger: dict[str, Any] = HTTP_TRIGGER) -> Run:
+        """Run now and wait: the hot path. Validates, leases a warm kernel, runs, answers."""
+        spec, version = await self.resolve(ref)
+        values = validate_parameters(spec, params)
+        run = Run(run_id=new_run_id(), product=spec.name, version=version, parameters=values, trigger=dict(trigger))
+        await self._execute(run, spec)
+        return run
+
+    async def submit(self, ref: str, params: Any, trigger: dict[str, Any] = HTTP_TRIGGER) -> Run:
+        """Queue a background run; it is persisted before this returns so a restart resumes it."""
+        spec, version = await self.resolve(ref)
+        values = validate_parameters(spec, params)
+        if self._background.full():
+            raise QueueFull(
+                f"The background queue is full ({self.settings.queue_size} runs); try again later."
+            )
+        run = Run(run_id=new_run_id(), product=spec.name, version=version, parameters=values, trigger=dict(trigger))
+        await self._io(self.repo.save_run, run, None, False)
+        self._background.put_nowait(run)
+        return run
+
+    async def _worker(self) -> None:
+        while True:
+            run = await self._background.get()
+            try:
+                spec, _ = await self.resolve(f"{run.product}@{run.version}")
+                await self._execute(run, spec, persisted=True)
+            except Exception as exc:  # a bad record must not stop the worker
+                log.exception("background run %s could not run", run.run_id)
+                run.status, run.finished_at = FAILED, now_iso()
+                run.error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+                self._record(run, None, persisted=True)
+            finally:
+                self._background.task_done()
+
+    async def _execute(self, run: Run, spec: ProductSpec, persisted: bool = False) -> None:
+        setup: executor.Report | None = None
+        report: executor.Report | None = None
+        t0 = time.perf_counter()
+        run.started_at = now_iso()
+        run.status = RUNNING
+        try:
+            async with self.pool.lease(spec, run.version) as lease:
+                run.warm = lease.warm
+                setup = lease.kernel.setup_report
+                if setup is not None and setup.error is not None:
+                    run.status, run.error = FAILED, _setup_failure(setup.error)
+                else:
+                    report = await self.pool.call(
+                        lease.kernel, executor.run, run.parameters, timeout=spec.timeout
+                    )
+                    self._settle(run, spec, report)
+        except ExecutionTimeout as exc:
+            run.status = TIMED_OUT
+            run.error = {"ename": "Timeout", "evalue": f"{exc.message} (product timeout {spec.timeout:g} s)", "traceback": []}
+        except KernelDied as exc:
+            run.status, run.error = FAILED, {"ename": "KernelDied", "evalue": exc.message, "traceback": []}
+        except KernelError as exc:
+            run.status, run.error = FAILED, {"ename": "KernelError", "evalue": exc.message, "traceback": []}
+        run.duration_ms = round((time.perf_counter() - t0) * 1000, 3)
+        run.finished_at = now_iso()
+        self._record(run, lambda: executor.record_notebook(spec, run.parameters, setup, report, run.to_json()), persisted)
+
+    def _settle(self, run: Run, spec: ProductSpec, report: executor.Report) -> None:
+        if report.error is not None:
+            run.status, run.error = FAILED, report.error
+            return
+        violation = contract_violation(spec, report.result)
+        if violation is not None:
+            run.status = FAILED
+            run.error = {"ename": "ContractViolation", "evalue": violation, "traceback": []}
+            return
+        run.status, run.result = SUCCEEDED, report.result
+
+    def _record(self, run: Run, notebook: Callable[[], dict[str, Any]] | None, persisted: bool) -> None:
+        """Keep the finished run readable now and write it to the store after the answer."""
+        self._unsaved[run.run_id] = (run, None)
+        self._writes.put_nowait((run, notebook, persisted))
+        runlog.info(
+            json.dumps(
+                {
+                    "event": "run",
+                    "run_id": run.run_id,
+                    "product": run.product,
+                    "version": run.version,
+                    "status": run.status,
+                    "duration_ms": run.duration_ms,
+                    "warm": run.warm,
+                    "trigger": run.trigger.get("kind"),
+                }
+            )
+        )
+        for listener in self.listeners:
+            listener(run)
+
+    async def _writer(self) -> None:
+        while True:
+            run, build, persisted = await self._writes.get()
+            try:
+                notebook = build() if build else None
+                self._unsaved[run.run_id] = (run, notebook)
+                await self._io(self.repo.save_run, run, notebook, persisted)
+                self._unsaved.pop(run.run_id, None)
+            except Exception:
+                log.exception("could not save run %s; it stays readable from memory", run.run_id)
+            finally:
+                self._writes.task_done()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+
+    async def get_run(self, run_id: str) -> Run:
+        _check_run_id(run_id)
+        if run_id in self._unsaved:
+            return self._unsaved[run_id][0]
+        run = await self._io(self.repo.get_run, run_id)
+        if run is None:
+            raise NotFound(f"No run with id {run_id!r}.")
+        return run
+
+    async def get_run_notebook(self, run_id: str) -> dict[str, Any]:
+        run = await self.get_run(run_id)
+        if not run.final:
+            raise NotFound(f"Run {run_id} is {run.status}: its notebook exists once it is final.")
+        if run_id in self._unsaved:
+            # Final but not written yet: the writer builds the notebook right after the answer.
+            await self._writes.join()
+        if run_id in self._unsaved and self._unsaved[run_id][1] is not None:
+            return self._unsaved[run_id][1]
+        notebook = await self._io(self.repo.get_run_notebook, run_id)
+        if notebook is None:
+            raise NotFound(f"Run {run_id} has no executed notebook.")
+        return notebook
+
+    async def list_runs(self, ref: str, limit: int = 50) -> list[Run]:
+        name, _ = parse_ref(ref)
+        if name not in self.catalog and not await self._io(self.repo.list_runs, name, 1):
+            raise NotFound(f"No product named {name!r} is published.")
+        stored = await self._io(self.repo.list_runs, name, limit)
+        fresh = [run for run, _ in self._unsaved.values() if run.product == name]
+        seen = {r.run_id for r in fresh}
+        runs = fresh + [r for r in stored if r.run_id not in seen]
+        runs.sort(key=lambda r: r.created_at, reverse=True)
+        return runs[:limit]
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "products": len(self.catalog),
+            "pool": self.pool.state(),
+            "queue": self._background.qsize(),
+        }
+
+
+def _check_run_id(run_id: str) -> None:
+    if not RUN_ID_RE.match(run_id):
+        raise NotFound(f"No run with id {run_id!r}.")
+
+
+def _setup_failure(error: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ename": error["ename"],
+        "evalue": f"A setup cell failed while preparing the kernel: {error['evalue']}",
+        "traceback": error.get("traceback", []),
+    }
