@@ -118,13 +118,23 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
 
 
 def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
-    """Parse notebook JSON, keeping its own nbformat version so we can reject old ones."""
+    """Parse notebook JSON; anything but an nbformat 4 notebook object is an InvalidNotebook."""
     try:
-        return nbformat.reads(data, as_version=nbformat.NO_CONVERT)
-    except Exception as exc:  # nbformat raises several unrelated types for bad JSON
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidNotebook("The body is not a notebook.", [problem(f"Not valid JSON: {exc}")]) from None
+    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+        raise InvalidNotebook("The body is not a notebook.", [problem("A notebook is a JSON object with 'cells'.")])
+    if raw.get("nbformat") != 4:
         raise InvalidNotebook(
-            "The body is not a notebook.", [problem(f"Could not read notebook JSON: {exc}")]
-        ) from exc
+            "The notebook is not a valid product.",
+            [problem(f"Notebook format must be nbformat 4, found {raw.get('nbformat')!r}.")],
+        )
+    try:
+        # reads() rather than from_dict(): it joins multi-line sources into one string.
+        return nbformat.reads(data, as_version=nbformat.NO_CONVERT)
+    except Exception as exc:  # nbformat raises several unrelated types for malformed notebooks
+        raise InvalidNotebook("The body is not a notebook.", [problem(f"Could not read the notebook: {exc}")]) from exc
 
 
 def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec:
@@ -134,11 +144,6 @@ def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec
     notebook's own ``metadata.nbmesh.name`` must agree with it when both exist.
     """
     problems: list[dict[str, Any]] = []
-    if nb.get("nbformat") != 4:
-        raise InvalidNotebook(
-            "The notebook is not a valid product.",
-            [problem(f"Notebook format must be nbformat 4, found {nb.get('nbformat')!r}.")],
-        )
     try:
         nbformat.validate(nb)
     except nbformat.ValidationError as exc:
