@@ -1,0 +1,403 @@
+/**
+ * The "Data products" side panel: the catalog with search, and per product its
+ * versions, parameter schema, triggers, recent runs and a Try it form.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { ApiError, describeProblem, IProduct, IRun, NbmeshApi } from './api';
+import { buildParameterForm } from './schema';
+
+export interface IPanelOptions {
+  api: NbmeshApi;
+  openRunNotebook: (run: IRun) => void;
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className = '',
+  text = ''
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) {
+    node.className = className;
+  }
+  if (text) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** Whether a product matches the search box: name, title, owner or description. */
+export function matches(product: IProduct, query: string): boolean {
+  const needle = query.trim().toLowerCase();
+  if (!needle) {
+    return true;
+  }
+  return [product.name, product.title, product.owner, product.description]
+    .filter((part): part is string => typeof part === 'string')
+    .some(part => part.toLowerCase().includes(needle));
+}
+
+export function describeTrigger(trigger: Record<string, unknown>): string {
+  const parameters =
+    trigger.parameters && Object.keys(trigger.parameters as object).length
+      ? ` with ${JSON.stringify(trigger.parameters)}`
+      : '';
+  if (typeof trigger.schedule === 'string') {
+    const zone = typeof trigger.timezone === 'string' ? trigger.timezone : 'UTC';
+    return `on schedule ${trigger.schedule} (${zone})${parameters}`;
+  }
+  if (typeof trigger.event === 'string') {
+    return `on event ${trigger.event}${parameters}`;
+  }
+  return JSON.stringify(trigger);
+}
+
+export function describeRunTrigger(run: IRun): string {
+  const trigger = run.trigger;
+  if (!trigger) {
+    return '';
+  }
+  if (trigger.kind === 'schedule') {
+    return `schedule ${trigger.schedule ?? ''}`.trim();
+  }
+  if (trigger.kind === 'event') {
+    return `event ${trigger.topic ?? ''}`.trim();
+  }
+  return trigger.kind;
+}
+
+export function formatDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined) {
+    return '–';
+  }
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+export class ProductsPanel extends Widget {
+  private readonly _api: NbmeshApi;
+  private readonly _openRunNotebook: (run: IRun) => void;
+  private readonly _status = el('div', 'nbmesh-Panel-status');
+  private readonly _search = el('input', 'nbmesh-Panel-search jp-mod-styled');
+  private readonly _list = el('ul', 'nbmesh-Catalog');
+  private readonly _expanded = new Set<string>();
+  private _products: IProduct[] = [];
+
+  constructor(options: IPanelOptions) {
+    super();
+    this._api = options.api;
+    this._openRunNotebook = options.openRunNotebook;
+    this.id = 'nbmesh-products';
+    this.addClass('nbmesh-Panel');
+
+    const header = el('div', 'nbmesh-Panel-header');
+    header.appendChild(el('h2', '', 'Data products'));
+    const refresh = el('button', 'nbmesh-Panel-refresh jp-Button jp-mod-minimal', '⟳');
+    refresh.title = 'Refresh the catalog';
+    refresh.addEventListener('click', () => void this.refresh());
+    header.appendChild(refresh);
+    this.node.appendChild(header);
+
+    this._search.type = 'search';
+    this._search.placeholder = 'Search name, owner, description';
+    this._search.addEventListener('input', () => this._filter());
+    this.node.appendChild(this._search);
+    this.node.appendChild(this._status);
+    this.node.appendChild(this._list);
+  }
+
+  /** Reload the catalog, keeping open products open. */
+  async refresh(): Promise<void> {
+    this._status.textContent = 'Loading…';
+    try {
+      const info = await this._api.info();
+      this._products = await this._api.products();
+      this._status.textContent = `${this._products.length} product${
+        this._products.length === 1 ? '' : 's'
+      } at ${info.url}`;
+      this._status.classList.remove('nbmesh-Error');
+    } catch (reason) {
+      this._products = [];
+      this._status.textContent = `The runtime did not answer: ${
+        reason instanceof Error ? reason.message : reason
+      }`;
+      this._status.classList.add('nbmesh-Error');
+    }
+    this._render();
+  }
+
+  /** Open a product's details and bring it into view. */
+  async reveal(name: string): Promise<void> {
+    this._expanded.add(name);
+    await this.refresh();
+    this._list
+      .querySelector(`[data-product="${CSS.escape(name)}"]`)
+      ?.scrollIntoView({ block: 'nearest' });
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+  }
+
+  private _render(): void {
+    this._list.replaceChildren(
+      ...this._products.map(product => this._renderProduct(product))
+    );
+    this._filter();
+  }
+
+  private _filter(): void {
+    const query = this._search.value;
+    for (const product of this._products) {
+      const item = this._list.querySelector<HTMLElement>(
+        `[data-product="${CSS.escape(product.name)}"]`
+      );
+      if (item) {
+        item.hidden = !matches(product, query);
+      }
+    }
+  }
+
+  private _renderProduct(product: IProduct): HTMLElement {
+    const item = el('li', 'nbmesh-Product');
+    item.dataset.product = product.name;
+    const head = el('button', 'nbmesh-Product-head');
+    head.appendChild(el('span', 'nbmesh-Product-name', product.name));
+    head.appendChild(el('span', 'nbmesh-Product-version', `v${product.version}`));
+    if (product.owner) {
+      head.appendChild(el('span', 'nbmesh-Product-owner', product.owner));
+    }
+    if (product.title) {
+      head.appendChild(el('span', 'nbmesh-Product-title', product.title));
+    }
+    item.appendChild(head);
+    const body = el('div', 'nbmesh-Product-body');
+    item.appendChild(body);
+    const open = () => {
+      item.classList.add('nbmesh-mod-open');
+      void this._renderDetails(body, product.name, product);
+    };
+    head.addEventListener('click', () => {
+      if (this._expanded.has(product.name)) {
+        this._expanded.delete(product.name);
+        item.classList.remove('nbmesh-mod-open');
+        body.replaceChildren();
+      } else {
+        this._expanded.add(product.name);
+        open();
+      }
+    });
+    if (this._expanded.has(product.name)) {
+      open();
+    }
+    return item;
+  }
+
+  private async _renderDetails(
+    body: HTMLElement,
+    name: string,
+    product: IProduct
+  ): Promise<void> {
+    body.replaceChildren();
+    if (product.description) {
+      body.appendChild(el('p', 'nbmesh-Product-description', product.description));
+    }
+    if (product.published_at) {
+      body.appendChild(
+        el('p', 'nbmesh-muted', `Version ${product.version} published ${product.published_at}`)
+      );
+    }
+
+    const versions = el('label', 'nbmesh-Versions');
+    versions.appendChild(el('span', 'nbmesh-Section', 'Version'));
+    const select = el('select', 'nbmesh-Versions-select jp-mod-styled');
+    for (const version of [...product.versions].reverse()) {
+      const option = el('option', '', `v${version}${version === product.version ? ' (latest)' : ''}`);
+      option.value = String(version);
+      select.appendChild(option);
+    }
+    select.value = String(product.version);
+    versions.appendChild(select);
+    body.appendChild(versions);
+
+    const versioned = el('div', 'nbmesh-Versioned');
+    body.appendChild(versioned);
+    const runs = el('div', 'nbmesh-Runs');
+    body.appendChild(runs);
+
+    const show = async (version: number) => {
+      let shown = product;
+      if (version !== product.version) {
+        try {
+          shown = await this._api.product(`${name}@${version}`);
+        } catch (reason) {
+          versioned.replaceChildren(el('p', 'nbmesh-Error', String(reason)));
+          return;
+        }
+      }
+      this._renderVersion(versioned, shown, version === product.version, () =>
+        this._renderRuns(runs, name)
+      );
+    };
+    select.addEventListener('change', () => void show(Number(select.value)));
+    await show(product.version);
+    await this._renderRuns(runs, name);
+  }
+
+  private _renderVersion(
+    container: HTMLElement,
+    product: IProduct,
+    latest: boolean,
+    onRun: () => Promise<void>
+  ): void {
+    container.replaceChildren();
+    container.appendChild(el('h3', 'nbmesh-Section', 'Parameters'));
+    const names = Object.keys(product.parameters ?? {});
+    if (names.length) {
+      const table = el('table', 'nbmesh-Parameters');
+      const head = el('tr');
+      for (const label of ['name', 'type', 'default', 'help']) {
+        head.appendChild(el('th', '', label));
+      }
+      table.appendChild(head);
+      for (const name of names) {
+        const spec = product.parameters[name];
+        const row = el('tr');
+        row.appendChild(el('td', 'nbmesh-code', name));
+        row.appendChild(el('td', '', spec.type));
+        row.appendChild(
+          el('td', 'nbmesh-code', spec.default === undefined ? '' : JSON.stringify(spec.default))
+        );
+        row.appendChild(el('td', '', spec.help ?? ''));
+        table.appendChild(row);
+      }
+      container.appendChild(table);
+    } else {
+      container.appendChild(el('p', 'nbmesh-muted', 'No parameters.'));
+    }
+
+    container.appendChild(el('h3', 'nbmesh-Section', 'Triggers'));
+    const triggers = product.triggers ?? [];
+    if (triggers.length) {
+      const list = el('ul', 'nbmesh-Triggers');
+      for (const trigger of triggers) {
+        list.appendChild(el('li', '', describeTrigger(trigger)));
+      }
+      container.appendChild(list);
+    } else {
+      container.appendChild(el('p', 'nbmesh-muted', 'Runs on request only.'));
+    }
+
+    container.appendChild(el('h3', 'nbmesh-Section', 'Try it'));
+    const tryIt = el('div', 'nbmesh-TryIt');
+    const form = buildParameterForm(product.parameters ?? {});
+    tryIt.appendChild(form.node);
+    const invoke = el('button', 'nbmesh-Invoke jp-Button jp-mod-styled jp-mod-accept', 'Invoke');
+    tryIt.appendChild(invoke);
+    const output = el('div', 'nbmesh-Output');
+    tryIt.appendChild(output);
+    container.appendChild(tryIt);
+
+    const target = latest ? product.name : `${product.name}@${product.version}`;
+    invoke.addEventListener('click', async () => {
+      const { values, errors } = form.read();
+      if (errors.length) {
+        output.replaceChildren(renderError('Check the parameters', errors));
+        return;
+      }
+      invoke.disabled = true;
+      output.replaceChildren(el('p', 'nbmesh-muted', `Running ${target}…`));
+      try {
+        const run = await this._api.invoke(target, values);
+        output.replaceChildren(renderResult(run));
+      } catch (reason) {
+        output.replaceChildren(renderFailure(reason));
+      } finally {
+        invoke.disabled = false;
+      }
+      await onRun();
+    });
+  }
+
+  private async _renderRuns(container: HTMLElement, name: string): Promise<void> {
+    let runs: IRun[];
+    try {
+      runs = await this._api.runs(name, 10);
+    } catch (reason) {
+      container.replaceChildren(el('p', 'nbmesh-Error', String(reason)));
+      return;
+    }
+    container.replaceChildren(el('h3', 'nbmesh-Section', 'Recent runs'));
+    if (!runs.length) {
+      container.appendChild(el('p', 'nbmesh-muted', 'No runs yet.'));
+      return;
+    }
+    const table = el('table', 'nbmesh-RunTable');
+    const head = el('tr');
+    for (const label of ['status', 'version', 'duration', 'trigger', 'started', '']) {
+      head.appendChild(el('th', '', label));
+    }
+    table.appendChild(head);
+    for (const run of runs) {
+      const row = el('tr', `nbmesh-Run nbmesh-Run-${run.status}`);
+      row.dataset.runId = run.run_id;
+      row.appendChild(el('td', 'nbmesh-Run-status', run.status));
+      row.appendChild(el('td', '', `v${run.version}`));
+      row.appendChild(el('td', '', formatDuration(run.duration_ms)));
+      row.appendChild(el('td', '', describeRunTrigger(run)));
+      row.appendChild(el('td', 'nbmesh-muted', run.started_at ?? ''));
+      const cell = el('td');
+      if (run.status !== 'queued' && run.status !== 'running') {
+        const open = el('button', 'nbmesh-Run-open jp-Button jp-mod-minimal', 'notebook');
+        open.title = 'Open the executed notebook, read-only';
+        open.addEventListener('click', () => this._openRunNotebook(run));
+        cell.appendChild(open);
+      }
+      row.appendChild(cell);
+      table.appendChild(row);
+    }
+    container.appendChild(table);
+  }
+}
+
+function renderResult(run: IRun): HTMLElement {
+  const box = el('div', 'nbmesh-Result');
+  box.appendChild(
+    el('p', 'nbmesh-muted', `${run.status} in ${formatDuration(run.duration_ms)} · run ${run.run_id}`)
+  );
+  box.appendChild(el('pre', 'nbmesh-Result-json', JSON.stringify(run.result, null, 2)));
+  return box;
+}
+
+function renderError(title: string, lines: string[], traceback?: string[]): HTMLElement {
+  const box = el('div', 'nbmesh-Error');
+  box.appendChild(el('strong', '', title));
+  if (lines.length) {
+    const list = el('ul');
+    for (const line of lines) {
+      list.appendChild(el('li', '', line));
+    }
+    box.appendChild(list);
+  }
+  if (traceback && traceback.length) {
+    // Tracebacks come from the kernel with ANSI colour codes.
+    const text = traceback.join('\n').replace(/\u001b\[[0-9;]*m/g, '');
+    box.appendChild(el('pre', 'nbmesh-Traceback', text));
+  }
+  return box;
+}
+
+function renderFailure(reason: unknown): HTMLElement {
+  if (reason instanceof ApiError) {
+    if (reason.run) {
+      const error = reason.run.error;
+      return renderError(
+        `Run ${reason.run.status}: ${reason.message}`,
+        [],
+        error?.traceback
+      );
+    }
+    return renderError(reason.message, reason.problems.map(describeProblem));
+  }
+  return renderError(String(reason), []);
+}

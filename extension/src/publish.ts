@@ -1,0 +1,165 @@
+/**
+ * Publish: send the notebook as it is in the editor (saved or not) to the
+ * runtime, which validates it. Every problem it lists is shown with its cell;
+ * a success shows the version, the invoke URL and a curl to try it.
+ */
+import {
+  Clipboard,
+  Dialog,
+  Notification,
+  showDialog
+} from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
+import type { NotebookPanel } from '@jupyterlab/notebook';
+import { Signal } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
+
+import { ApiError, describeProblem, IProblem, IProduct, NbmeshApi } from './api';
+import { curlCommand, invokeUrl } from './schema';
+
+const PROBLEM_CLASS = 'nbmesh-cell-problem';
+
+/** The name a notebook publishes under: its metadata's name, else the file's stem. */
+export function productName(panel: NotebookPanel): string {
+  const metadata = panel.content.model?.getMetadata('nbmesh') as
+    | { name?: unknown }
+    | undefined;
+  if (metadata && typeof metadata.name === 'string' && metadata.name.trim()) {
+    return metadata.name.trim();
+  }
+  return PathExt.basename(panel.context.path, PathExt.extname(panel.context.path));
+}
+
+export class Publisher {
+  /** Emits each product that was published, so views can refresh. */
+  readonly published = new Signal<this, IProduct>(this);
+
+  constructor(
+    private readonly _api: NbmeshApi,
+    private readonly _openProduct: (name: string) => void
+  ) {}
+
+  async publish(panel: NotebookPanel): Promise<IProduct | null> {
+    const model = panel.content.model;
+    if (!model) {
+      return null;
+    }
+    const name = productName(panel);
+    clearProblems(panel);
+    const id = Notification.emit(`Publishing ${name}…`, 'in-progress', {
+      autoClose: false
+    });
+    let product: IProduct;
+    try {
+      product = await this._api.publish(name, model.toJSON());
+    } catch (reason) {
+      const error =
+        reason instanceof ApiError ? reason : new ApiError(0, String(reason));
+      const count = error.problems.length;
+      Notification.update({
+        id,
+        type: 'error',
+        autoClose: false,
+        message: count
+          ? `${name} was not published: ${count} problem${count > 1 ? 's' : ''} (nothing was stored).`
+          : `${name} was not published: ${error.message}`
+      });
+      if (count) {
+        markProblems(panel, error.problems);
+        await showProblems(panel, name, error);
+      }
+      return null;
+    }
+    let runtimeUrl = 'http://127.0.0.1:8765';
+    let tokenRequired = false;
+    try {
+      const info = await this._api.info();
+      runtimeUrl = info.url;
+      tokenRequired = info.token_required;
+    } catch {
+      // The publish went through; the notification falls back to the default URL.
+    }
+    const curl = curlCommand(runtimeUrl, product.name, product.parameters, tokenRequired);
+    Notification.update({
+      id,
+      type: 'success',
+      autoClose: false,
+      message: [
+        `Published ${product.name} version ${product.version}.`,
+        `Invoke: POST ${invokeUrl(runtimeUrl, product.name)}`,
+        curl
+      ].join('\n'),
+      actions: [
+        {
+          label: 'Copy curl',
+          caption: curl,
+          callback: event => {
+            event.preventDefault();
+            Clipboard.copyToSystem(curl);
+          }
+        },
+        {
+          label: 'Open in Data products',
+          callback: () => this._openProduct(product.name)
+        }
+      ]
+    });
+    this.published.emit(product);
+    return product;
+  }
+}
+
+function cellNodes(panel: NotebookPanel): HTMLElement[] {
+  return panel.content.widgets.map(cell => cell.node);
+}
+
+function clearProblems(panel: NotebookPanel): void {
+  for (const node of cellNodes(panel)) {
+    node.classList.remove(PROBLEM_CLASS);
+    node.removeAttribute('data-nbmesh-problem');
+  }
+}
+
+function markProblems(panel: NotebookPanel, problems: IProblem[]): void {
+  const nodes = cellNodes(panel);
+  for (const problem of problems) {
+    if (problem.cell !== null && nodes[problem.cell]) {
+      nodes[problem.cell].classList.add(PROBLEM_CLASS);
+      nodes[problem.cell].setAttribute('data-nbmesh-problem', problem.message);
+    }
+  }
+}
+
+async function showProblems(
+  panel: NotebookPanel,
+  name: string,
+  error: ApiError
+): Promise<void> {
+  const body = new Widget();
+  body.addClass('nbmesh-Problems');
+  const summary = document.createElement('p');
+  summary.textContent = `${error.message} Nothing was stored.`;
+  body.node.appendChild(summary);
+  const list = document.createElement('ul');
+  for (const problem of error.problems) {
+    const item = document.createElement('li');
+    item.className = 'nbmesh-Problem';
+    item.textContent = describeProblem(problem);
+    if (problem.cell !== null) {
+      const cell = problem.cell;
+      item.classList.add('nbmesh-Problem-cell');
+      item.title = 'Go to this cell';
+      item.addEventListener('click', () => {
+        panel.content.activeCellIndex = cell;
+        void panel.content.scrollToItem(cell);
+      });
+    }
+    list.appendChild(item);
+  }
+  body.node.appendChild(list);
+  await showDialog({
+    title: `Cannot publish ${name}`,
+    body,
+    buttons: [Dialog.okButton({ label: 'Close' })]
+  });
+}
