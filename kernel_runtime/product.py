@@ -25,7 +25,10 @@ from .paramtypes import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DEFAULT_TIMEOUT = 60.0
+# Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
 MAX_DEPTH = 32
+MAX_STRING = 65536  # characters in any string, dict keys included
+MAX_ITEMS = 10000  # elements of any list, entries of any dict
 
 TAG_PARAMETERS = "parameters"
 TAG_SETUP = "setup"
@@ -386,8 +389,8 @@ def validate_parameters(spec: ProductSpec, values: Any) -> dict[str, Any]:
                     "message": f"Parameter {key!r} must be {param.type}, got {_json_type(value)} {_short(value)}.",
                 }
             )
-        elif _depth(value) > MAX_DEPTH:
-            problems.append({"parameter": key, "message": f"Parameter {key!r} is nested deeper than {MAX_DEPTH} levels."})
+        elif (excess := _out_of_bounds(value)) is not None:
+            problems.append({"parameter": key, "message": f"Parameter {key!r} {excess}."})
         else:
             resolved[key] = float(value) if param.type == "float" else value
     if problems:
@@ -405,21 +408,29 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _depth(value: Any) -> int:
-    # Iterative so a hostile, deeply nested body cannot exhaust the stack.
+def _out_of_bounds(value: Any) -> str | None:
+    """What makes ``value`` exceed the parameter bounds, or None when it is within them."""
+    # Iterative, level by level, so a hostile deeply nested body cannot exhaust the stack.
     depth, level = 0, [value]
     while level:
         depth += 1
         if depth > MAX_DEPTH:
-            return depth
-        nxt = []
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        nxt: list[Any] = []
         for item in level:
-            if isinstance(item, dict):
-                nxt.extend(item.values())
-            elif isinstance(item, list):
-                nxt.extend(item)
+            if isinstance(item, str):
+                if len(item) > MAX_STRING:
+                    return f"holds a string of {len(item)} characters; the limit is {MAX_STRING}"
+            elif isinstance(item, (list, dict)):
+                if len(item) > MAX_ITEMS:
+                    return f"holds a {type(item).__name__} of {len(item)} items; the limit is {MAX_ITEMS}"
+                if isinstance(item, dict):
+                    nxt.extend(item.keys())
+                    nxt.extend(item.values())
+                else:
+                    nxt.extend(item)
         level = nxt
-    return depth - 1
+    return None
 
 
 def contract_violation(spec: ProductSpec, result: Any) -> str | None:
