@@ -27,7 +27,10 @@ export function productName(panel: NotebookPanel): string {
   if (metadata && typeof metadata.name === 'string' && metadata.name.trim()) {
     return metadata.name.trim();
   }
-  return PathExt.basename(panel.context.path, PathExt.extname(panel.context.path));
+  // The same fallback as `nbmesh publish`: the file's stem, lowercased, '_' as '-'.
+  return PathExt.basename(panel.context.path, PathExt.extname(panel.context.path))
+    .toLowerCase()
+    .replace(/_/g, '-');
 }
 
 export class Publisher {
