@@ -84,6 +84,9 @@ class KernelPool:
 
     def _new_kernel(self) -> Kernel:
         kid = next(self._ids)
+        return Kernel(kid=kid, km=self._new_manager(kid))
+
+    def _new_manager(self, kid: int) -> AsyncKernelManager:
         # IPC sockets are faster than loopback TCP (about 4 ms against 6 ms a round trip here);
         # each kernel gets its own socket path prefix so concurrent starts never collide.
         ipc_prefix = os.path.join(self._ipc_dir, f"kernel-{kid}")
@@ -94,7 +97,7 @@ class KernelPool:
         argv += ["-f", "{connection_file}"]
         # A spec of our own: the kernel runs this interpreter (so it can import the runner) under our launcher.
         km._kernel_spec = KernelSpec(argv=argv, display_name="nbmesh", language="python", name="nbmesh-python")
-        return Kernel(kid=kid, km=km)
+        return km
 
     async def _boot(self, kernel: Kernel, on_ready=None) -> None:
         kernel.state, kernel.prepared, kernel.spec = STARTING, None, None
@@ -141,6 +144,8 @@ class KernelPool:
         async def restart() -> None:
             await self._shutdown(kernel)
             for attempt in range(3):
+                # A manager that shut its kernel down has closed its sockets' context: use a new one.
+                kernel.km = self._new_manager(kernel.kid)
                 try:
                     await self._boot(kernel)
                     return

@@ -25,10 +25,12 @@ from .errors import (
     NotFound,
     QueueFull,
 )
+from .limits import ProductLimiter
 from .pool import KernelPool, PoolSettings
 from .product import ProductSpec, check_name, contract_violation, load_spec, parse_ref, read_notebook, validate_parameters
 from .records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, StoredVersion, new_run_id, now_iso
 from .repository import Repository
+from .retention import Retention
 
 log = logging.getLogger("nbmesh.service")
 runlog = logging.getLogger("nbmesh.runs")
@@ -42,6 +44,14 @@ class Settings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     queue_size: int = 1000
     recent_runs: int = 1000  # finished runs kept in memory for fast reads
+    max_concurrency: int | None = None  # kernels one product may hold; None: all but one
+    grace: float = 30.0  # seconds running background runs get to finish when the runtime stops
+    keep_runs: int | None = None  # runs kept per product in the store; None: all
+
+    @property
+    def product_concurrency(self) -> int:
+        # By default one kernel stays out of any single product's reach, for the rest of the catalog.
+        return self.max_concurrency or max(1, self.pool.size - 1)
 
 
 @dataclass
@@ -67,7 +77,11 @@ class Service:
         self._writes: asyncio.Queue[tuple[Run, Callable[[], dict[str, Any]] | None, bool]] = asyncio.Queue()
         self._background: asyncio.Queue[Run] = asyncio.Queue(maxsize=self.settings.queue_size)
         self._tasks: list[asyncio.Task] = []
+        self._workers: list[asyncio.Task] = []
+        self._busy: set[asyncio.Task] = set()
+        self._stopping_at: float | None = None
         self.listeners: list[Callable[[Run], None]] = []
+        self.limiter = ProductLimiter(self.settings.product_concurrency, self.settings.queue_size)
 
     async def _io(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -79,10 +93,34 @@ class Service:
         await self.pool.start(on_kernel_ready)
         self._tasks.append(asyncio.create_task(self._writer()))
         workers = max(1, self.settings.pool.size - 1)  # one kernel stays free for interactive calls
-        self._tasks += [asyncio.create_task(self._worker()) for _ in range(workers)]
+        self._workers = [asyncio.create_task(self._worker()) for _ in range(workers)]
+        self._tasks += self._workers
+        if self.settings.keep_runs:
+            retention = Retention(self.repo, self.settings.keep_runs)
+            self.listeners.append(retention.note)
+            self._tasks.append(asyncio.create_task(retention.run()))
         await self._prewarm_all()
 
+    def begin_stop(self) -> None:
+        """From now on no background run starts; queued ones stay persisted for the next start."""
+        if self._stopping_at is None:
+            self._stopping_at = time.monotonic()
+
     async def stop(self) -> None:
+        """Stop gracefully within the grace period, then shut every kernel down.
+
+        Background runs already running get what is left of ``Settings.grace``
+        (counted from :meth:`begin_stop`, which the server calls on SIGTERM);
+        those still running after it are failed with ``RuntimeStopped``.
+        """
+        self.begin_stop()
+        assert self._stopping_at is not None
+        for task in self._workers:
+            if task not in self._busy:
+                task.cancel()
+        if self._busy:
+            remaining = self.settings.grace - (time.monotonic() - self._stopping_at)
+            await asyncio.wait(list(self._busy), timeout=max(0.0, remaining))
         for task in self._tasks[1:]:
             task.cancel()
         await asyncio.gather(*self._tasks[1:], return_exceptions=True)
@@ -119,9 +157,9 @@ class Service:
             if run.status == QUEUED and run.product in self.catalog:
                 self._background.put_nowait(run)
                 continue
+            reason = "was running" if run.status == RUNNING else "was queued for a product no longer published"
             run.status = FAILED
             run.finished_at = now_iso()
-            reason = "was running" if run.status == RUNNING else "was queued for a product no longer published"
             run.error = {
                 "ename": "RuntimeStopped",
                 "evalue": f"The runtime stopped while this run {reason}; it was not completed.",
@@ -219,17 +257,32 @@ class Service:
         return run
 
     async def _worker(self) -> None:
-        while True:
+        while self._stopping_at is None:
             run = await self._background.get()
+            if self._stopping_at is not None:
+                break  # persisted as queued: the next start runs it
+            task = asyncio.current_task()
+            assert task is not None
+            self._busy.add(task)
             try:
                 spec, _ = await self.resolve(f"{run.product}@{run.version}")
                 await self._execute(run, spec, persisted=True)
+            except asyncio.CancelledError:
+                run.status, run.finished_at = FAILED, now_iso()
+                run.error = {
+                    "ename": "RuntimeStopped",
+                    "evalue": f"The runtime stopped and this run did not finish within the {self.settings.grace:g} s grace period.",
+                    "traceback": [],
+                }
+                self._record(run, None, persisted=True)
+                raise
             except Exception as exc:  # a bad record must not stop the worker
                 log.exception("background run %s could not run", run.run_id)
                 run.status, run.finished_at = FAILED, now_iso()
                 run.error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
                 self._record(run, None, persisted=True)
             finally:
+                self._busy.discard(task)
                 self._background.task_done()
 
     async def _execute(self, run: Run, spec: ProductSpec, persisted: bool = False) -> None:
@@ -238,8 +291,11 @@ class Service:
         t0 = time.perf_counter()
         run.started_at = now_iso()
         run.status = RUNNING
+        if persisted:
+            # A background run's "running" is durable, so a restart knows not to run it twice.
+            await self._io(self.repo.save_run, run, None, True)
         try:
-            async with self.pool.lease(spec, run.version) as lease:
+            async with self.limiter.slot(spec.name), self.pool.lease(spec, run.version) as lease:
                 run.warm = lease.warm
                 setup = lease.kernel.setup_report
                 if setup is not None and setup.error is not None:
@@ -343,6 +399,9 @@ class Service:
         runs = fresh + [r for r in stored if r.run_id not in seen]
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return runs[:limit]
+
+    def queue_depth(self) -> int:
+        return self._background.qsize()
 
     def health(self) -> dict[str, Any]:
         return {

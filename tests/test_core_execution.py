@@ -1,0 +1,173 @@
+"""How runs execute: parameters as data, isolation, setup once, crashes, restarts, concurrency."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import make_notebook, unique
+
+ECHO = [("parameters", 's = ""  # any text'), ("output", "{'s': s, 'len': len(s)}")]
+
+INJECTIONS = [
+    'a"; import os; os._exit(1); "',
+    "a'; import os; os._exit(1); '",
+    '"""; import os; os._exit(1); """',
+    "'''; __import__('os')._exit(1); '''",
+    "back\\slash\\n\\\\",
+    "new\nline\r\n\t",
+    "__import__('os').system('touch /tmp/nbmesh-pwned')",
+    "{__import__('os')._exit(1)}",
+    "\\u0022; __import__('os')._exit(1) #",
+    "\x00nul and emoji 🎉",
+]
+
+
+def publish(http, cells, **meta) -> str:
+    name = unique("x")
+    r = http.put(f"/api/products/{name}", json=make_notebook(cells, **meta))
+    assert r.status_code == 201, r.text
+    return name
+
+
+def invoke(http, name, **params):
+    return http.post(f"/api/products/{name}/invoke", json=params).json()
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_string_parameters_are_data(http, text):
+    name = publish(http, ECHO)
+    run = invoke(http, name, s=text)
+    assert run["status"] == "succeeded", run
+    assert run["result"] == {"s": text, "len": len(text)}
+
+
+def test_injection_in_list_and_dict_values(http):
+    name = publish(http, [("parameters", "items: list = []\nmeta: dict = {}"), ("output", "[items, meta]")])
+    evil = {"k'\"": ["\"); __import__('os')._exit(1) #", {"\n": "'''"}]}
+    run = invoke(http, name, items=list(evil["k'\""]), meta=evil)
+    assert run["result"] == [evil["k'\""], evil]
+
+
+def test_runs_share_nothing_but_setup(http):
+    cells = [
+        ("setup", "CACHE = {'loaded': 1}\nCOUNT = 0"),
+        ("parameters", "tag = 'a'"),
+        ("", "leak = globals().get('made_by_run')\nmade_by_run = tag\nCOUNT = COUNT + 1\nCACHE = 'rebound'"),
+        ("output", "{'leak': leak, 'count': COUNT, 'cache': CACHE}"),
+    ]
+    name = publish(http, cells)
+    first = invoke(http, name, tag="one")["result"]
+    second = invoke(http, name, tag="two")["result"]
+    assert first == {"leak": None, "count": 1, "cache": "rebound"}
+    assert second == first, "names made or rebound by a run must be gone before the next"
+
+
+def test_setup_runs_once_per_kernel(http, tmp_path):
+    marker = tmp_path / "setups"
+    cells = [
+        ("setup", f"with open({str(marker)!r}, 'a') as f:\n    f.write('x')\nimport os\nPID = os.getpid()"),
+        ("output", "PID"),
+    ]
+    name = publish(http, cells)
+    time.sleep(0.5)  # let the post-publish prewarm finish
+    pids = {invoke(http, name)["result"] for _ in range(10)}
+    assert len(marker.read_text()) == len(pids), "setup ran more often than once per kernel"
+
+
+def test_warm_flag(http):
+    name = publish(http, ECHO)
+    time.sleep(0.5)
+    runs = [invoke(http, name) for _ in range(3)]
+    assert runs[-1]["warm"] is True
+
+
+@pytest.mark.parametrize(
+    "crash",
+    ["import os\nos._exit(3)", "import ctypes\nctypes.string_at(0)", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"],
+)
+def test_dead_kernel_fails_run_and_is_replaced(http, crash):
+    name = publish(http, [("", crash), ("output", "1")])
+    t0 = time.monotonic()
+    run = http.post(f"/api/products/{name}/invoke", json={})
+    assert run.status_code == 500
+    assert run.json()["error"]["ename"] == "KernelDied"
+    assert time.monotonic() - t0 < 10
+    good = publish(http, ECHO)
+    assert invoke(http, good, s="after")["result"]["s"] == "after"
+    deadline = time.monotonic() + 30
+    while http.get("/healthz").json()["pool"]["idle"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert http.get("/healthz").json()["pool"]["idle"] == 2
+
+
+def test_uninterruptible_hang_restarts_kernel(http):
+    # A signal handler that ignores SIGINT makes the interrupt useless: the pool must restart.
+    cells = [("", "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"), ("output", "1")]
+    name = publish(http, cells, timeout=1)
+    r = http.post(f"/api/products/{name}/invoke", json={})
+    assert r.status_code == 504
+    good = publish(http, ECHO)
+    assert invoke(http, good, s="ok")["result"]["s"] == "ok"
+    assert http.get("/healthz").json()["pool"]["restarts"] >= 1
+
+
+def test_more_requests_than_kernels(http):
+    name = publish(http, [("parameters", "i = 0"), ("", "import time\ntime.sleep(0.2)"), ("output", "i * i")])
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(lambda i: httpx.post(f"{http.base_url}/api/products/{name}/invoke", json={"i": i}, timeout=60).json(), range(8)))
+    assert [r["result"] for r in results] == [i * i for i in range(8)]
+
+
+def test_more_products_than_kernels_lru(http):
+    names = [publish(http, [("setup", f"WHO = {i}"), ("output", "WHO")]) for i in range(3)]
+    for _ in range(2):
+        for i, name in enumerate(names):
+            assert invoke(http, name)["result"] == i
+
+
+def test_restart_keeps_products_and_runs_and_settles_unfinished(fresh_runtime, tmp_path):
+    store = str(tmp_path / "durable")
+    rt = fresh_runtime("--pool-size", "1", store=store)
+    with rt.client() as http:
+        name = publish(http, ECHO)
+        slow = publish(http, [("", "import time\ntime.sleep(30)"), ("output", "1")])
+        done = invoke(http, name, s="kept")
+        running = http.post(f"/api/products/{slow}/runs", json={}).json()["run_id"]
+        queued = http.post(f"/api/products/{name}/runs", json={"s": "later"}).json()["run_id"]
+        time.sleep(1)
+    rt.kill()
+    rt2 = fresh_runtime("--pool-size", "1", store=store)
+    with rt2.client() as http:
+        assert http.get(f"/api/products/{name}").json()["version"] == 1
+        assert http.get(f"/api/runs/{done['run_id']}").json()["result"]["s"] == "kept"
+        assert http.get(f"/api/runs/{done['run_id']}/notebook").status_code == 200
+        stopped = http.get(f"/api/runs/{running}").json()
+        assert stopped["status"] == "failed" and stopped["error"]["ename"] == "RuntimeStopped"
+        for _ in range(100):
+            resumed = http.get(f"/api/runs/{queued}").json()
+            if resumed["status"] == "succeeded":
+                break
+            time.sleep(0.1)
+        assert resumed["result"]["s"] == "later"
+        assert invoke(http, name, s="again")["result"]["s"] == "again"
+
+
+def test_store_files_are_whole_json(fresh_runtime, tmp_path):
+    store = tmp_path / "s"
+    rt = fresh_runtime("--pool-size", "1", store=str(store))
+    with rt.client() as http:
+        name = publish(http, ECHO)
+        for i in range(5):
+            invoke(http, name, s=str(i))
+    rt.stop(signal.SIGTERM)
+    files = [p for p in store.rglob("*") if p.is_file() and p.suffix in (".json", ".ipynb")]
+    assert len(files) >= 11
+    for path in files:
+        json.loads(path.read_text())
+    assert not [p for p in store.rglob(".tmp-*")]
