@@ -165,6 +165,17 @@ async def run_notebook(request: Request) -> Response:
     return JSONResponse(await service_of(request).get_run_notebook(request.path_params["run_id"]))
 
 
+async def post_event(request: Request) -> Response:
+    topic = request.path_params["topic"]
+    payload = await read_json_object(request, PARAMS_LIMIT)
+    runs = await service_of(request).triggers.emit(topic, payload)
+    return JSONResponse({"topic": topic, "runs": [r.run_id for r in runs]}, status_code=202)
+
+
+async def get_lineage(request: Request) -> Response:
+    return JSONResponse(service_of(request).triggers.lineage())
+
+
 # middleware -------------------------------------------------------------------------
 class TokenMiddleware:
     """Bearer-token auth on every route but /healthz (CONTRACT section 6)."""
@@ -210,6 +221,8 @@ ROUTES = [
     Route("/api/products/{name}/notebook", product_notebook, methods=["GET"]),
     Route("/api/runs/{run_id}", get_run, methods=["GET"]),
     Route("/api/runs/{run_id}/notebook", run_notebook, methods=["GET"]),
+    Route("/api/events/{topic}", post_event, methods=["POST"]),
+    Route("/api/lineage", get_lineage, methods=["GET"]),
 ]
 
 

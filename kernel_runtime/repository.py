@@ -7,6 +7,7 @@ Keys (identical on every backend):
 - ``runs/{run_id}.json`` / ``runs/{run_id}.ipynb``  run records and executed notebooks
 - ``product-runs/{name}/{newest-first stamp}-{run_id}``  per-product run index
 - ``pending/{run_id}``                            runs not final yet (settled on restart)
+- ``schedules/{name}/{schedule_id}/{due}``        due times of a schedule already claimed by a replica
 
 Every method is synchronous and may block on I/O; the service calls them
 from a worker thread.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from .errors import CorruptRecord, VersionConflict
@@ -23,6 +25,8 @@ from .records import Run, StoredVersion, now_iso
 from .store import BlobStore
 
 _MAX_STAMP = 10**19
+_DUE_FORMAT = "%Y%m%dT%H%M%SZ"
+_KEPT_CLAIMS = 3
 
 
 def _dump(data: Any) -> bytes:
@@ -119,3 +123,20 @@ class Repository:
     def pending_runs(self) -> list[Run]:
         runs = [self.get_run(key.split("/", 1)[1]) for key in self.store.list("pending/")]
         return [r for r in runs if r is not None]
+
+    # schedules ----------------------------------------------------------------
+    def claim_schedule(self, name: str, schedule_id: str, due: datetime) -> bool:
+        """Claim one due time of a schedule; only the first replica to ask gets True."""
+        prefix = f"schedules/{name}/{schedule_id}/"
+        if not self.store.create(prefix + due.astimezone(timezone.utc).strftime(_DUE_FORMAT), b""):
+            return False
+        # Only the newest claims matter (they bound catch-up after downtime); drop the rest.
+        for key in self.store.list(prefix)[:-_KEPT_CLAIMS]:
+            self.store.delete(key)
+        return True
+
+    def last_schedule_claim(self, name: str, schedule_id: str) -> datetime | None:
+        keys = self.store.list(f"schedules/{name}/{schedule_id}/")
+        if not keys:
+            return None
+        return datetime.strptime(keys[-1].rsplit("/", 1)[1], _DUE_FORMAT).replace(tzinfo=timezone.utc)

@@ -19,9 +19,11 @@ from typing import Any, Callable
 from . import executor
 from .errors import (
     ExecutionTimeout,
+    InvalidNotebook,
     InvalidRequest,
     KernelDied,
     KernelError,
+    NbmeshError,
     NotFound,
     QueueFull,
 )
@@ -31,6 +33,7 @@ from .product import ProductSpec, check_name, contract_violation, load_spec, par
 from .records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, StoredVersion, new_run_id, now_iso
 from .repository import Repository
 from .retention import Retention
+from .triggers import Triggers, downstream_of, latest_triggers, loop_problems, upstream_of
 
 log = logging.getLogger("nbmesh.service")
 runlog = logging.getLogger("nbmesh.runs")
@@ -82,6 +85,7 @@ class Service:
         self._stopping_at: float | None = None
         self.listeners: list[Callable[[Run], None]] = []
         self.limiter = ProductLimiter(self.settings.product_concurrency, self.settings.queue_size)
+        self.triggers = Triggers(self)
 
     async def _io(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -99,6 +103,7 @@ class Service:
             retention = Retention(self.repo, self.settings.keep_runs)
             self.listeners.append(retention.note)
             self._tasks.append(asyncio.create_task(retention.run()))
+        self._tasks.append(asyncio.create_task(self.triggers.run_scheduler()))
         await self._prewarm_all()
 
     def begin_stop(self) -> None:
@@ -201,6 +206,8 @@ class Service:
             "output_schema": spec.output_schema,
             "published_at": stored.published_at,
             "invoke_url": f"/api/products/{name}/invoke",
+            "upstream": upstream_of(spec.triggers),
+            "downstream": downstream_of(name, latest_triggers(self.catalog)),
         }
 
     def products(self) -> list[dict[str, Any]]:
@@ -217,7 +224,15 @@ class Service:
     async def publish(self, name: str, body: bytes) -> dict[str, Any]:
         check_name(name)
         nb = read_notebook(body)
-        load_spec(nb, name)  # raises InvalidNotebook listing every problem; nothing is stored then
+        meta = nb.get("metadata", {}).get("nbmesh", {})
+        loops = loop_problems(name, meta.get("triggers", []) if isinstance(meta, dict) else [], latest_triggers(self.catalog))
+        try:
+            load_spec(nb, name)  # raises InvalidNotebook listing every problem; nothing is stored then
+        except InvalidNotebook as exc:
+            exc.details.extend(loops)
+            raise
+        if loops:
+            raise InvalidNotebook("The notebook is not a valid product.", loops)
         stored = await self._io(self.repo.add_version, name, json.loads(body))
         entry = await self._refresh_entry(name)
         assert entry is not None
@@ -402,6 +417,18 @@ class Service:
 
     def queue_depth(self) -> int:
         return self._background.qsize()
+
+    def queue_room(self) -> int:
+        return self._background.maxsize - self._background.qsize()
+
+    def refuse(self, name: str, version: int, params: dict[str, Any], trigger: dict[str, Any], exc: NbmeshError) -> Run:
+        """Record a triggered run that could not be queued as failed, so no trigger vanishes silently."""
+        reasons = [d.get("message", str(d)) if isinstance(d, dict) else str(d) for d in exc.details]
+        run = Run(run_id=new_run_id(), product=name, version=version, parameters=dict(params), trigger=dict(trigger))
+        run.status, run.finished_at = FAILED, now_iso()
+        run.error = {"ename": type(exc).__name__, "evalue": " ".join([exc.message, *reasons]), "traceback": []}
+        self._record(run, None, persisted=False)
+        return run
 
     def health(self) -> dict[str, Any]:
         return {
