@@ -1,23 +1,41 @@
 """Triggers: when a product runs besides a direct request (CONTRACT section 5).
 
 This module owns the trigger rules: the shape of ``metadata.nbmesh.triggers``
-and its validation at publish time.
+and its validation at publish time (including loops across the catalog), the
+lineage graph the event subscriptions draw, and the engine that turns due
+schedules and events into ordinary background runs of the service.
+
+A schedule's due time is claimed with an exclusive create in the store
+(``schedules/{product}/{schedule-id}/{due}``) before it runs, so replicas
+sharing a store run it once between them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import logging
+import os
 import re
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from .errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull
 from .paramtypes import is_type
+from .records import SUCCEEDED, Run
 
 if TYPE_CHECKING:
     from .product import Parameter
+    from .service import Service
+
+log = logging.getLogger("nbmesh.triggers")
 
 TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+PRODUCT_TOPIC_RE = re.compile(r"^product\.([a-z0-9][a-z0-9-]{0,62})\.(?:succeeded|failed)$")
 EVENT_REF = "$event."
 
 
@@ -76,3 +94,278 @@ def _check_parameters(
         elif not is_type(value, param.type):
             problems.append({"cell": None, "message": f"{where}: parameter {key!r} must be {param.type}."})
     return problems
+
+
+# lineage -------------------------------------------------------------------------------
+def upstream_of(trigger_list: Any) -> list[str]:
+    """The products whose finished runs this trigger list subscribes to."""
+    names = set()
+    for trig in trigger_list if isinstance(trigger_list, (list, tuple)) else []:
+        topic = trig.get("event") if isinstance(trig, dict) else None
+        match = PRODUCT_TOPIC_RE.match(topic) if isinstance(topic, str) else None
+        if match:
+            names.add(match.group(1))
+    return sorted(names)
+
+
+def latest_triggers(catalog: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Each published product's triggers, from its newest version (the one triggers run)."""
+    return {name: entry.specs[entry.latest].triggers for name, entry in catalog.items() if entry.latest in entry.specs}
+
+
+def downstream_of(name: str, subscriptions: Mapping[str, Any]) -> list[str]:
+    return sorted(other for other, trigs in subscriptions.items() if name in upstream_of(trigs))
+
+
+def lineage(subscriptions: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The product graph: an edge ``from`` → ``to`` for each subscription to ``product.{from}.*``."""
+    edges = []
+    for name in sorted(subscriptions):
+        for trig in subscriptions[name]:
+            match = PRODUCT_TOPIC_RE.match(str(trig.get("event", "")))
+            if match:
+                edges.append({"from": match.group(1), "to": name, "topic": trig["event"]})
+    referenced = {e["from"] for e in edges} - set(subscriptions)
+    nodes = [{"name": n, "published": True} for n in sorted(subscriptions)]
+    nodes += [{"name": n, "published": False} for n in sorted(referenced)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def loop_problems(name: str, raw_triggers: Any, subscriptions: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A problem for each trigger of ``name`` that would close a chain back onto ``name``.
+
+    The catalog has no loop before this publish, so every new loop passes through
+    ``name`` and closes at one of its own subscriptions: ``X`` feeds ``name`` and
+    ``name`` already reaches ``X`` downstream.
+    """
+    graph = {other: upstream_of(trigs) for other, trigs in subscriptions.items() if other != name}
+    graph[name] = upstream_of(raw_triggers)
+    downstream: dict[str, list[str]] = {}
+    for node, ups in graph.items():
+        for up in ups:
+            downstream.setdefault(up, []).append(node)
+    problems = []
+    for i, trig in enumerate(raw_triggers if isinstance(raw_triggers, list) else []):
+        topic = trig.get("event") if isinstance(trig, dict) else None
+        match = PRODUCT_TOPIC_RE.match(topic) if isinstance(topic, str) else None
+        if not match or match.group(1) == name:
+            continue  # a product's own topics are reported by check_triggers
+        path = _path(name, match.group(1), downstream)
+        if path is not None:
+            chain = " → ".join([*path, name])
+            problems.append({"cell": None, "message": f"Trigger {i}: event {topic!r} makes a loop: {chain}."})
+    return problems
+
+
+def _path(start: str, goal: str, downstream: Mapping[str, list[str]]) -> list[str] | None:
+    """A shortest chain of subscriptions from ``start`` to ``goal`` (breadth-first), or None."""
+    parents: dict[str, str | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for child in sorted(downstream.get(node, [])):
+                if child in parents:
+                    continue
+                parents[child] = node
+                if child == goal:
+                    path, cur = [], child
+                    while cur is not None:
+                        path.append(cur)
+                        cur = parents[cur]
+                    return path[::-1]
+                nxt.append(child)
+        frontier = nxt
+    return None
+
+
+# parameter mapping ---------------------------------------------------------------------
+def map_parameters(values: dict[str, Any], payload: Any) -> dict[str, Any]:
+    """Trigger parameters with each ``"$event.a.b"`` replaced by that path of the payload."""
+    mapped, problems = {}, []
+    for key, value in values.items():
+        if not (isinstance(value, str) and value.startswith(EVENT_REF)):
+            mapped[key] = value
+            continue
+        found, current = True, payload
+        for part in value[len(EVENT_REF) :].split("."):
+            if isinstance(current, dict) and part in current:
+                current = current[part]
+            elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+                current = current[int(part)]
+            else:
+                found = False
+                break
+        if found:
+            mapped[key] = current
+        else:
+            problems.append(
+                {"parameter": key, "message": f"Parameter {key!r} maps {value!r}, which the event payload does not have."}
+            )
+    if problems:
+        raise InvalidParameters("The event does not carry every parameter the trigger maps.", problems)
+    return mapped
+
+
+# time ------------------------------------------------------------------------------------
+class Clock:
+    """The scheduler's notion of now: real UTC time, or the instant written in ``NBMESH_CLOCK_FILE``.
+
+    The file lets tests and demos move time forward by rewriting one line
+    instead of waiting for cron minutes to pass.
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path if path is not None else os.environ.get("NBMESH_CLOCK_FILE")
+
+    def now(self) -> datetime:
+        if self.path:
+            try:
+                with open(self.path) as fh:
+                    text = fh.read().strip()
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+            except (OSError, ValueError):
+                log.warning("NBMESH_CLOCK_FILE %s holds no ISO-8601 time; using the real clock", self.path)
+        return datetime.now(timezone.utc)
+
+
+def latest_due(expr: str, tz: str, now: datetime) -> datetime:
+    """The newest due time of ``expr`` at or before ``now``, in UTC."""
+    local = now.astimezone(ZoneInfo(tz))
+    prev = croniter(expr, local).get_prev(datetime)
+    nxt = croniter(expr, prev).get_next(datetime)
+    return (nxt if nxt <= local else prev).astimezone(timezone.utc)
+
+
+def schedule_id(trig: dict[str, Any]) -> str:
+    """A stable id for a schedule trigger: republishing it unchanged keeps its claimed due times."""
+    canonical = json.dumps(
+        {"schedule": trig["schedule"], "timezone": trig.get("timezone", "UTC"), "parameters": trig.get("parameters", {})},
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# the engine --------------------------------------------------------------------------------
+class Triggers:
+    """Runs products on schedules and events, through the service's background queue."""
+
+    def __init__(self, service: "Service", clock: Clock | None = None, tick: float = 1.0) -> None:
+        self.service = service
+        self.clock = clock or Clock()
+        self.tick_seconds = tick
+        self._cursors: dict[tuple[str, str], datetime] = {}
+        self._ticked = False
+        self._dispatching: set[asyncio.Task] = set()
+        service.listeners.append(self._on_run_finished)
+
+    # events -----------------------------------------------------------------------
+    def subscribers(self, topic: str) -> list[tuple[str, int, dict[str, Any]]]:
+        found = []
+        for name, entry in sorted(self.service.catalog.items()):
+            for trig in entry.specs[entry.latest].triggers:
+                if trig.get("event") == topic:
+                    found.append((name, entry.latest, trig))
+        return found
+
+    async def emit(self, topic: str, payload: dict[str, Any]) -> list[Run]:
+        """Publish an event: queue a run of every subscribed product, or none when the queue has no room."""
+        if not isinstance(topic, str) or not TOPIC_RE.match(topic):
+            raise InvalidRequest(f"Invalid event topic {topic!r}: a topic matches {TOPIC_RE.pattern}.")
+        subs = self.subscribers(topic)
+        room = self.service.queue_room()
+        if len(subs) > room:
+            raise QueueFull(
+                f"The background queue cannot take the {len(subs)} run(s) event {topic!r} triggers "
+                f"(room for {room}); nothing was queued, try again later."
+            )
+        return [await self._start(name, version, trig, payload, topic) for name, version, trig in subs]
+
+    async def _start(self, name: str, version: int, trig: dict[str, Any], payload: Any, topic: str) -> Run:
+        trigger = {"kind": "event", "topic": topic}
+        params = trig.get("parameters", {})
+        try:
+            params = map_parameters(params, payload)
+            return await self.service.submit(f"{name}@{version}", params, trigger)
+        except (InvalidParameters, QueueFull, NotFound) as exc:
+            return self.service.refuse(name, version, params, trigger, exc)
+
+    def _on_run_finished(self, run: Run) -> None:
+        outcome = "succeeded" if run.status == SUCCEEDED else "failed"
+        payload: dict[str, Any] = {"run_id": run.run_id, "product": run.product, "version": run.version}
+        if run.status == SUCCEEDED:
+            payload["result"] = run.result
+        else:
+            payload["error"] = run.error
+        topic = f"product.{run.product}.{outcome}"
+        if not self.subscribers(topic):
+            return
+        task = asyncio.get_running_loop().create_task(self._dispatch(topic, payload))
+        self._dispatching.add(task)
+        task.add_done_callback(self._dispatching.discard)
+
+    async def _dispatch(self, topic: str, payload: dict[str, Any]) -> None:
+        # No caller waits for a run's own event, so every subscriber gets a run record:
+        # one that cannot be queued is recorded as failed with the reason.
+        for name, version, trig in self.subscribers(topic):
+            try:
+                await self._start(name, version, trig, payload, topic)
+            except NbmeshError as exc:
+                self.service.refuse(name, version, trig.get("parameters", {}), {"kind": "event", "topic": topic}, exc)
+
+    # schedules ------------------------------------------------------------------------
+    async def run_scheduler(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # a store outage or a bad record must not stop the schedules
+                log.exception("scheduler tick failed; retrying")
+            await asyncio.sleep(self.tick_seconds)
+
+    async def tick(self) -> None:
+        """Start every schedule whose due time has come, once across all replicas sharing the store."""
+        now = self.clock.now()
+        live = {}
+        for name, entry in self.service.catalog.items():
+            for trig in entry.specs[entry.latest].triggers:
+                if "schedule" in trig:
+                    live[(name, schedule_id(trig))] = (entry, trig)
+        for key in set(self._cursors) - set(live):
+            del self._cursors[key]
+        for (name, sid), (entry, trig) in live.items():
+            cursor = self._cursors.get((name, sid))
+            if cursor is None:
+                cursor = await self._initial_cursor(name, sid, entry, now)
+                self._cursors[(name, sid)] = cursor
+            due = latest_due(trig["schedule"], trig.get("timezone", "UTC"), now)
+            if due <= cursor:
+                continue
+            # Only the newest missed due time runs: downtime yields one catch-up run, not a flood.
+            if await asyncio.to_thread(self.service.repo.claim_schedule, name, sid, due):
+                trigger = {"kind": "schedule", "schedule": trig["schedule"], "due": _iso(due)}
+                await self._start_scheduled(name, entry.latest, trig, trigger)
+            self._cursors[(name, sid)] = due
+        self._ticked = True
+
+    async def _initial_cursor(self, name: str, sid: str, entry: Any, now: datetime) -> datetime:
+        if self._ticked:
+            return now  # published while running: its schedule starts from now
+        last = await asyncio.to_thread(self.service.repo.last_schedule_claim, name, sid)
+        published = datetime.fromisoformat(entry.stored[entry.latest].published_at.replace("Z", "+00:00"))
+        return max(last or published, published)
+
+    async def _start_scheduled(self, name: str, version: int, trig: dict[str, Any], trigger: dict[str, Any]) -> None:
+        params = trig.get("parameters", {})
+        try:
+            await self.service.submit(f"{name}@{version}", params, trigger)
+        except NbmeshError as exc:
+            self.service.refuse(name, version, params, trigger, exc)
+
+    # lineage ----------------------------------------------------------------------------
+    def lineage(self) -> dict[str, list[dict[str, Any]]]:
+        return lineage(latest_triggers(self.service.catalog))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
