@@ -41,7 +41,8 @@ class Run:
         return self.status in FINAL_STATUSES
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: asdict() would deep-copy the result on the hot path.
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Run":

@@ -367,7 +367,8 @@ class Service:
         while True:
             run, build, persisted = await self._writes.get()
             try:
-                notebook = build() if build else None
+                # Building the notebook copies and parameterizes it: keep that off the event loop.
+                notebook = await self._io(build) if build else None
                 self._unsaved[run.run_id] = (run, notebook)
                 await self._io(self.repo.save_run, run, notebook, persisted)
                 self._unsaved.pop(run.run_id, None)
