@@ -33,6 +33,8 @@ from .errors import (
     Unauthorized,
     VersionConflict,
 )
+from .metrics import Metrics
+from .openapi import OpenAPI
 from .records import SUCCEEDED, TIMED_OUT, Run
 from .service import Service
 
@@ -176,6 +178,15 @@ async def get_lineage(request: Request) -> Response:
     return JSONResponse(service_of(request).triggers.lineage())
 
 
+async def openapi(request: Request) -> Response:
+    return Response(request.app.state.openapi.body(), media_type="application/json")
+
+
+async def metrics(request: Request) -> Response:
+    body, content_type = request.app.state.metrics.render()
+    return Response(body, headers={"Content-Type": content_type})
+
+
 # middleware -------------------------------------------------------------------------
 class TokenMiddleware:
     """Bearer-token auth on every route but /healthz (CONTRACT section 6)."""
@@ -223,6 +234,8 @@ ROUTES = [
     Route("/api/runs/{run_id}/notebook", run_notebook, methods=["GET"]),
     Route("/api/events/{topic}", post_event, methods=["POST"]),
     Route("/api/lineage", get_lineage, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]
 
 
@@ -242,4 +255,6 @@ def create_app(service: Service, token: str | None = None, on_kernel_ready=None)
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.metrics = Metrics(service)
+    app.state.openapi = OpenAPI(service)
     return app

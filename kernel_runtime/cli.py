@@ -99,6 +99,9 @@ def serve(
     pool_size: int = typer.Option(os.cpu_count() or 2, "--pool-size", min=1, help="Warm kernels (default: CPU count)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="NBMESH_TOKEN", help="Require this bearer token."),
     kernel_memory: Optional[int] = typer.Option(None, "--kernel-memory", help="Per-kernel memory limit in MiB."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Kernels one product may use at once (default: pool size - 1, at least 1)."),
+    keep_runs: Optional[int] = typer.Option(None, "--keep-runs", min=1, help="Keep only each product's newest N runs in the store (default: all)."),
+    grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds running runs get to finish on SIGTERM."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the runtime: a pool of warm kernels behind the HTTP API."""
@@ -114,7 +117,12 @@ def serve(
         fail(f"Refusing to serve on {host} without a token: pass --token or set NBMESH_TOKEN.")
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     blob_store = _run_cli(lambda: open_store(store))
-    settings = Settings(pool=PoolSettings(size=pool_size, kernel_memory=kernel_memory * 1024 * 1024 if kernel_memory else None))
+    settings = Settings(
+        pool=PoolSettings(size=pool_size, kernel_memory=kernel_memory * 1024 * 1024 if kernel_memory else None),
+        max_concurrency=max_concurrency,
+        keep_runs=keep_runs,
+        grace=grace,
+    )
     service = Service(Repository(blob_store), settings)
     ready = [0]
 
@@ -124,7 +132,9 @@ def serve(
 
     err.print(f"nbmesh: store {blob_store.url}, starting {pool_size} kernel(s)…", highlight=False)
     application = create_app(service, token=token, on_kernel_ready=on_kernel_ready)
-    config = uvicorn.Config(application, host=host, port=port, log_level="warning", lifespan="on")
+    # uvicorn stops listening on SIGTERM, gives in-flight requests the grace period, then runs the
+    # lifespan shutdown (Service.stop), which gives background runs what is left of it.
+    config = uvicorn.Config(application, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=grace)
     server = uvicorn.Server(config)
     original = server.startup
 
@@ -133,7 +143,14 @@ def serve(
         if server.started:
             err.print(f"[bold green]nbmesh answers on http://{host}:{port}[/] ({len(service.catalog)} product(s))", highlight=False)
 
+    original_shutdown = server.shutdown
+
+    async def shutdown(sockets=None) -> None:
+        service.begin_stop()
+        await original_shutdown(sockets)
+
     server.startup = startup  # type: ignore[method-assign]
+    server.shutdown = shutdown  # type: ignore[method-assign]
     server.run()
     if not server.started:
         raise typer.Exit(1)

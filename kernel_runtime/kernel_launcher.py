@@ -16,9 +16,20 @@ def main(argv: list[str]) -> None:
         # product's code (or kills only this process), never the runtime.
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         argv = argv[2:]
+    _become_subreaper()
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance(argv=argv)
+
+
+def _become_subreaper() -> None:
+    """Orphans of the product's processes re-parent to the kernel, so the runner can find and stop them."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,20 @@ class Repository:
                 runs.append(run)
         return runs
 
+    def prune_runs(self, name: str, keep: int) -> int:
+        """Delete all but the newest ``keep`` runs of ``name`` (never unfinished ones); how many went."""
+        pruned = 0
+        for key in self.store.list(f"product-runs/{name}/")[keep:]:
+            run_id = key.rsplit("-", 1)[1]
+            if self.store.get(f"pending/{run_id}") is not None:
+                continue
+            # The index key goes last: a prune cut short leaves an entry list_runs skips, never a hidden run.
+            self.store.delete(f"runs/{run_id}.ipynb")
+            self.store.delete(f"runs/{run_id}.json")
+            self.store.delete(key)
+            pruned += 1
+        return pruned
+
     def pending_runs(self) -> list[Run]:
         runs = [self.get_run(key.split("/", 1)[1]) for key in self.store.list("pending/")]
         return [r for r in runs if r is not None]

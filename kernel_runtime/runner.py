@@ -20,13 +20,15 @@ import ast
 import datetime as _dt
 import io
 import json
+import os
+import signal
 import sys
 import time
 import traceback
 from typing import Any
 
+from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import TransformerManager
-from IPython.utils.capture import capture_output
 
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
 
@@ -57,6 +59,28 @@ class _CappedStream(io.TextIOBase):
         return "".join(self._parts)
 
 
+def _data_size(data: dict[str, Any]) -> int:
+    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
+
+
+class _CappedDisplay(DisplayPublisher):
+    """Keeps what display() shows for the run's record, within the same budget as printed text."""
+
+    def __init__(self, budget: list[int]) -> None:
+        super().__init__()
+        self.kept: list[dict[str, Any]] = []
+        self._budget = budget
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False) -> None:
+        self._budget[0] -= _data_size(data)
+        if self._budget[0] < 0:
+            raise OutputLimitExceeded("The run displayed more than its output limit.")
+        self.kept.append({"output_type": "display_data", "data": data, "metadata": metadata or {}})
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.kept.clear()
+
+
 class Reply:
     """A JSON report whose plain-text repr is the JSON itself, so user_expressions carries it verbatim."""
 
@@ -85,12 +109,15 @@ class Runner:
         self.setup_cells = [_Compiled(c["index"], "setup", c["source"]) for c in spec["setup_cells"]]
         self.run_cells = [_Compiled(c["index"], c["role"], c["source"]) for c in spec["run_cells"]]
         self.baseline: dict[str, Any] = {}
+        self.baseline_children: set[int] = set()
         self.reply: Reply | None = None
 
     def setup(self) -> None:
         """Run the setup cells once; the namespace they leave is what every run starts from."""
         records, error = self._execute(self.setup_cells)
         self.baseline = dict(self.shell.user_ns)
+        # Processes setup started (a local server, say) belong to the product, not to one run.
+        self.baseline_children = _children() if _has_children() else set()
         self.reply = Reply({"cells": records, "error": error})
 
     def run(self, params_json: str) -> None:
@@ -104,10 +131,49 @@ class Runner:
                     payload["result"] = to_json(self._result)
                 except TypeError as exc:
                     payload["error"] = _error("ResultNotSerializable", str(exc), [])
+                else:
+                    size = len(json.dumps(payload["result"], default=str))
+                    if size > self.max_output:
+                        del payload["result"]
+                        payload["error"] = _error(
+                            "OutputLimitExceeded", f"The result is {size} bytes of JSON, above the output limit ({self.max_output} bytes).", []
+                        )
         finally:
             self._result = None
             self._restore()
+        stopped = self._stop_leftover_children()
+        if stopped and payload["error"] is None:
+            payload.pop("result", None)
+            payload["error"] = _error(
+                "ChildProcessLeft",
+                f"The run left {len(stopped)} child process(es) running (pid {', '.join(map(str, stopped))}); "
+                "they were killed. Wait for the processes a run starts before it ends.",
+                [],
+            )
         self.reply = Reply(payload)
+
+    def _stop_leftover_children(self) -> list[int]:
+        """Kill and reap the processes this run started and left behind; the pids that were still running."""
+        stopped: list[int] = []
+        # A killed child's own children are re-parented to this kernel (a subreaper): look again.
+        for _ in range(5):
+            if not _has_children():
+                break
+            left = _children() - self.baseline_children
+            if not left:
+                break
+            for pid in left:
+                if not _is_zombie(pid):
+                    stopped.append(pid)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+        return stopped
 
     def _restore(self) -> None:
         ns = self.shell.user_ns
@@ -134,24 +200,28 @@ class Runner:
             stdout, stderr = _CappedStream("stdout", budget), _CappedStream("stderr", budget)
             error = None
             value = None
-            captured = None
+            display = _CappedDisplay(budget)
             try:
-                with capture_output(stdout=False, stderr=False, display=True) as captured:
-                    old = sys.stdout, sys.stderr
-                    sys.stdout, sys.stderr = stdout, stderr
-                    try:
-                        exec(cell.body, ns)
-                        if cell.last is not None:
-                            value = eval(cell.last, ns)
-                    finally:
-                        sys.stdout, sys.stderr = old
+                old = sys.stdout, sys.stderr, self.shell.display_pub
+                sys.stdout, sys.stderr, self.shell.display_pub = stdout, stderr, display
+                try:
+                    exec(cell.body, ns)
+                    if cell.last is not None:
+                        value = eval(cell.last, ns)
+                finally:
+                    sys.stdout, sys.stderr, self.shell.display_pub = old
+                if value is not None:
+                    shown = self._execute_result(value)
+                    budget[0] -= _data_size(shown["data"])
+                    if budget[0] < 0:
+                        raise OutputLimitExceeded("The output cell's value is displayed larger than the output limit.")
             except OutputLimitExceeded as exc:
-                error = _error("OutputLimitExceeded", f"{exc} ({self.max_output} bytes).", [])
+                error = _error("OutputLimitExceeded", f"{exc} The limit is {self.max_output} bytes.", [])
             except BaseException as exc:  # noqa: BLE001 - product code may raise anything, even SystemExit
                 error = _error(type(exc).__name__, str(exc), _traceback(exc))
-            record["outputs"] = _outputs(stdout, stderr, captured.outputs if captured else [])
+            record["outputs"] = _outputs(stdout, stderr, display.kept)
             if error is None and value is not None:
-                record["outputs"].append(self._execute_result(value))
+                record["outputs"].append(shown)
             if cell.role == "output" and error is None:
                 self._result = value
             record.update(status="failed" if error else "completed", end=time.time())
@@ -187,9 +257,32 @@ def _outputs(stdout: _CappedStream, stderr: _CappedStream, displays: list) -> li
         text = stream.getvalue()
         if text:
             outputs.append({"output_type": "stream", "name": stream.name, "text": text})
-    for shown in displays:
-        outputs.append({"output_type": "display_data", "data": shown.data, "metadata": shown.metadata})
-    return outputs
+    return outputs + displays
+
+
+def _has_children() -> bool:
+    """Whether this process has any child at all: one syscall, so the common case costs nothing."""
+    if not hasattr(os, "waitid"):  # not on macOS: leftover processes are then not looked for
+        return False
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def _children() -> set[int]:
+    import psutil  # only reached when there are children: a scan of /proc, a few ms
+
+    return {p.pid for p in psutil.Process().children()}
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def to_json(value: Any, _depth: int = 0) -> Any:

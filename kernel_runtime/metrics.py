@@ -1,0 +1,76 @@
+"""``GET /metrics``: the runtime in Prometheus text format (CONTRACT section 3).
+
+Runs are counted as they finish, through the service's run listeners: the
+invoke path pays one counter increment and one histogram observation, no
+more. Everything that is state rather than an event (kernels by state,
+restarts, queue depths, products) is read from the service only when
+Prometheus scrapes, by a custom collector.
+
+Each app has a registry of its own rather than prometheus-client's global
+one, so several runtimes in one process (tests, embedding) do not mix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .records import Run
+
+if TYPE_CHECKING:
+    from .service import Service
+
+# Warm invocations take milliseconds, cold ones (setup cells) seconds, and timeouts up to minutes.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class _StateCollector(Collector):
+    """Pool and queue state, read at scrape time."""
+
+    def __init__(self, service: "Service") -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.service.pool.state()
+        kernels = GaugeMetricFamily("nbmesh_kernels", "Kernels in the pool by state.", labels=["state"])
+        for name in ("starting", "idle", "busy", "dead"):
+            kernels.add_metric([name], state[name])
+        yield kernels
+        yield CounterMetricFamily("nbmesh_kernel_restarts", "Kernels replaced after dying or hanging.", value=state["restarts"])
+        depth = GaugeMetricFamily(
+            "nbmesh_queue_depth",
+            "Runs waiting: 'background' for a worker, 'concurrency' for their product's concurrency limit.",
+            labels=["queue"],
+        )
+        depth.add_metric(["background"], self.service.queue_depth())
+        depth.add_metric(["concurrency"], self.service.limiter.waiting())
+        yield depth
+        yield GaugeMetricFamily("nbmesh_products", "Products published.", value=len(self.service.catalog))
+
+
+class Metrics:
+    def __init__(self, service: "Service") -> None:
+        self.registry = CollectorRegistry()
+        self.runs = Counter(
+            "nbmesh_runs", "Finished runs by product and final status.", ["product", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "nbmesh_invoke_duration_seconds",
+            "Time from asking for a kernel to the run's answer, by product (includes waiting for a kernel).",
+            ["product"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(service))
+        service.listeners.append(self.observe)
+
+    def observe(self, run: Run) -> None:
+        self.runs.labels(run.product, run.status).inc()
+        if run.duration_ms is not None:
+            self.latency.labels(run.product).observe(run.duration_ms / 1000)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
