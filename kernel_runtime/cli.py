@@ -102,6 +102,7 @@ def serve(
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Kernels one product may use at once (default: pool size - 1, at least 1)."),
     keep_runs: Optional[int] = typer.Option(None, "--keep-runs", min=1, help="Keep only each product's newest N runs in the store (default: all)."),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds running runs get to finish on SIGTERM."),
+    queue_size: int = typer.Option(1000, "--queue-size", min=1, help="Background runs that may wait; beyond it 503."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the runtime: a pool of warm kernels behind the HTTP API."""
@@ -123,6 +124,7 @@ def serve(
         keep_runs=keep_runs,
         grace=grace,
     )
+    settings.queue_size = queue_size
     service = Service(Repository(blob_store), settings)
     ready = [0]
 
