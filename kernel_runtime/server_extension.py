@@ -30,51 +30,15 @@ from urllib.parse import urlsplit
 
 import httpx
 import tornado.web
-from tornado.ioloop import IOLoop
 from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Unicode, default
-from traitlets.config import Configurable
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 _FALSE = {"0", "false", "no", "off"}
 # Headers of the runtime's answer worth passing on; hop-by-hop ones are tornado's business.
 _PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Location")
-
-
-class NbmeshLab(Configurable):
-    """How the Jupyter server reaches the nbmesh runtime."""
-
-    url = Unicode(help="URL of the nbmesh runtime (default: NBMESH_URL, else http://127.0.0.1:8765).").tag(config=True)
-    token = Unicode(help="Bearer token for the runtime (default: NBMESH_TOKEN). Never sent to the browser.").tag(
-        config=True
-    )
-    start_runtime = Bool(
-        help="Start `nbmesh serve` when no runtime answers at a loopback URL (default: NBMESH_START_RUNTIME, else on)."
-    ).tag(config=True)
-    store = Unicode(help="--store of a runtime started here (default: NBMESH_STORE, else the runtime's own).").tag(
-        config=True
-    )
-    startup_timeout = Float(90.0, help="Seconds to wait for a started runtime to answer.").tag(config=True)
-    request_timeout = Float(900.0, help="Seconds to wait for the runtime to answer a request (invocations wait for their run).").tag(
-        config=True
-    )
-
-    @default("url")
-    def _default_url(self) -> str:
-        return os.environ.get("NBMESH_URL") or DEFAULT_URL
-
-    @default("token")
-    def _default_token(self) -> str:
-        return os.environ.get("NBMESH_TOKEN", "")
-
-    @default("start_runtime")
-    def _default_start_runtime(self) -> bool:
-        return os.environ.get("NBMESH_START_RUNTIME", "1").strip().lower() not in _FALSE
-
-    @default("store")
-    def _default_store(self) -> str:
-        return os.environ.get("NBMESH_STORE", "")
 
 
 def _is_loopback(host: str) -> bool:
@@ -89,7 +53,7 @@ def _is_loopback(host: str) -> bool:
 class RuntimeConnection:
     """The runtime this Jupyter server talks to, and the one it started, if any."""
 
-    def __init__(self, settings: NbmeshLab, workdir: str, log_dir: str, log: Any) -> None:
+    def __init__(self, settings: "NbmeshLab", workdir: str, log_dir: str, log: Any) -> None:
         self.settings = settings
         self.url = settings.url.rstrip("/")
         self.workdir = workdir
@@ -275,34 +239,65 @@ class ProxyHandler(_Base):
         self.finish(response.content)
 
 
-def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "kernel_runtime.server_extension"}]
+class NbmeshLab(ExtensionApp):
+    """How the Jupyter server reaches the nbmesh runtime, and the ``/nbmesh/`` handlers."""
+
+    name = "nbmesh"
+    load_other_extensions = True
+
+    url = Unicode(help="URL of the nbmesh runtime (default: NBMESH_URL, else http://127.0.0.1:8765).").tag(config=True)
+    token = Unicode(help="Bearer token for the runtime (default: NBMESH_TOKEN). Never sent to the browser.").tag(
+        config=True
+    )
+    start_runtime = Bool(
+        help="Start `nbmesh serve` when no runtime answers at a loopback URL (default: NBMESH_START_RUNTIME, else on)."
+    ).tag(config=True)
+    store = Unicode(help="--store of a runtime started here (default: NBMESH_STORE, else the runtime's own).").tag(
+        config=True
+    )
+    startup_timeout = Float(90.0, help="Seconds to wait for a started runtime to answer.").tag(config=True)
+    request_timeout = Float(
+        900.0, help="Seconds to wait for the runtime to answer a request (invocations wait for their run)."
+    ).tag(config=True)
+
+    @default("url")
+    def _default_url(self) -> str:
+        return os.environ.get("NBMESH_URL") or DEFAULT_URL
+
+    @default("token")
+    def _default_token(self) -> str:
+        return os.environ.get("NBMESH_TOKEN", "")
+
+    @default("start_runtime")
+    def _default_start_runtime(self) -> bool:
+        return os.environ.get("NBMESH_START_RUNTIME", "1").strip().lower() not in _FALSE
+
+    @default("store")
+    def _default_store(self) -> str:
+        return os.environ.get("NBMESH_STORE", "")
+
+    def initialize_settings(self) -> None:
+        assert self.serverapp is not None
+        self.connection = RuntimeConnection(
+            self, workdir=self.serverapp.root_dir, log_dir=self.serverapp.runtime_dir, log=self.log
+        )
+        self.settings["nbmesh_connection"] = self.connection
+        self.log.info("nbmesh: forwarding /nbmesh/ to the runtime at %s", self.connection.url)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend([("nbmesh/info", InfoHandler), (r"nbmesh/(api/.*)", ProxyHandler)])
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # Find (or start) the runtime now, so it is warm by the time someone publishes.
+        self._warmup = asyncio.ensure_future(self.connection.ensure())
+
+    async def stop_extension(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.connection.stop)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    return [{"module": "kernel_runtime.server_extension", "app": NbmeshLab}]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "nbmesh"}]
-
-
-def _load_jupyter_server_extension(serverapp: Any) -> None:
-    settings = NbmeshLab(parent=serverapp)
-    connection = RuntimeConnection(
-        settings, workdir=serverapp.root_dir, log_dir=serverapp.runtime_dir, log=serverapp.log
-    )
-    serverapp.web_app.settings["nbmesh_connection"] = connection
-    base = url_path_join(serverapp.web_app.settings["base_url"], "nbmesh")
-    serverapp.web_app.add_handlers(
-        ".*$",
-        [
-            (url_path_join(base, "info"), InfoHandler),
-            (url_path_join(base, r"(api/.*)"), ProxyHandler),
-        ],
-    )
-    serverapp.log.info("nbmesh: forwarding %s/ to the runtime at %s", base, connection.url)
-    # Start (or find) the runtime now, so it is warm by the time someone publishes.
-    IOLoop.current().add_callback(connection.ensure)
-
-
-async def _unload_jupyter_server_extension(serverapp: Any) -> None:
-    connection: RuntimeConnection | None = serverapp.web_app.settings.get("nbmesh_connection")
-    if connection is not None:
-        await asyncio.get_running_loop().run_in_executor(None, connection.stop)

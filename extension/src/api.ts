@@ -100,11 +100,19 @@ export function toProblems(details: unknown): IProblem[] {
   });
 }
 
-/** A one-line description of a problem, naming its cell the way the notebook numbers them. */
+/**
+ * A one-line description of a problem that names its cell. The runtime counts
+ * cells from 0 and often names the cell itself; the same number is used here
+ * so the two never disagree.
+ */
 export function describeProblem(problem: IProblem): string {
-  return problem.cell === null
+  if (problem.cell === null) {
+    return problem.message;
+  }
+  const named = new RegExp(`\\bcells? (\\d+, )*${problem.cell}\\b`, 'i');
+  return named.test(problem.message)
     ? problem.message
-    : `Cell ${problem.cell + 1}: ${problem.message}`;
+    : `Cell ${problem.cell}: ${problem.message}`;
 }
 
 function isRun(body: unknown): body is IRun {

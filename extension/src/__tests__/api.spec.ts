@@ -89,7 +89,9 @@ describe('NbmeshApi', () => {
           details: [
             'No cell is tagged output.',
             { cell: 2, message: 'Parameter x has no default.' },
-            { cell: null, message: 'Bad cron.' }
+            { cell: null, message: 'Bad cron.' },
+            { cell: 4, message: 'The output cell 4 must end with an expression.' },
+            { cell: 5, message: 'Cells 3, 5 are all tagged output.' }
           ]
         }
       }
@@ -101,12 +103,17 @@ describe('NbmeshApi', () => {
     expect(error.problems).toEqual([
       { cell: null, message: 'No cell is tagged output.' },
       { cell: 2, message: 'Parameter x has no default.' },
-      { cell: null, message: 'Bad cron.' }
+      { cell: null, message: 'Bad cron.' },
+      { cell: 4, message: 'The output cell 4 must end with an expression.' },
+      { cell: 5, message: 'Cells 3, 5 are all tagged output.' }
     ]);
+    // The runtime counts cells from 0 and may name the cell itself: never say it twice.
     expect(error.problems.map(describeProblem)).toEqual([
       'No cell is tagged output.',
-      'Cell 3: Parameter x has no default.',
-      'Bad cron.'
+      'Cell 2: Parameter x has no default.',
+      'Bad cron.',
+      'The output cell 4 must end with an expression.',
+      'Cells 3, 5 are all tagged output.'
     ]);
   });
 

@@ -1,0 +1,212 @@
+"""The jupyter_server extension, in a real Jupyter server (pytest-jupyter) talking to a real runtime.
+
+pytest-jupyter's fixtures are imported here rather than registered as a plugin,
+so its event-loop handling stays inside this module. The tests are plain
+functions that drive the server's own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F403 - the fixtures, for this module only
+from tornado.httpclient import HTTPResponse
+
+from .conftest import Runtime, free_port, make_notebook, unique
+
+TOKEN = "lab-test-secret"
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop():
+    """A loop of this test's own, never one another test module's async fixtures hold."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def nbmesh(request, tmp_path):
+    """The NbmeshLab settings; a test picks a setup with indirect parametrization."""
+    setup = getattr(request, "param", "shared")
+    if setup == "shared":
+        return {"url": request.getfixturevalue("runtime").url, "start_runtime": False}
+    if setup == "token":
+        return {"url": request.getfixturevalue("token_runtime").url, "token": TOKEN, "start_runtime": False}
+    if setup == "absent":
+        return {"url": f"http://127.0.0.1:{free_port()}", "start_runtime": False}
+    if setup == "autostart":
+        return {"url": f"http://127.0.0.1:{free_port()}", "store": str(tmp_path / "started-store")}
+    if setup == "remote":
+        # TEST-NET-1: never routed, so nothing answers there.
+        return {"url": "http://192.0.2.1:8765", "start_runtime": True}
+    raise ValueError(setup)
+
+
+@pytest.fixture(scope="module")
+def token_runtime(tmp_path_factory):
+    rt = Runtime(
+        store=str(tmp_path_factory.mktemp("token-store")), port=free_port(), env={"NBMESH_TOKEN": TOKEN}
+    ).start()
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture
+def jp_server_config(nbmesh):
+    return {
+        "ServerApp": {"jpserver_extensions": {"kernel_runtime.server_extension": True}},
+        "NbmeshLab": nbmesh,
+    }
+
+
+@pytest.fixture
+def lab(jp_fetch, jp_asyncio_loop):
+    """Call the Jupyter server synchronously: lab("GET", "nbmesh/api/products") -> (status, json)."""
+
+    def call(method: str, path: str, body: object = None, **kwargs: object) -> tuple[int, object]:
+        if body is not None:
+            kwargs["body"] = json.dumps(body)
+        elif method in ("PUT", "POST"):
+            kwargs["body"] = ""
+        kwargs.setdefault("request_timeout", 180)
+        response: HTTPResponse = jp_asyncio_loop.run_until_complete(
+            jp_fetch(*path.split("/"), method=method, raise_error=False, **kwargs)
+        )
+        text = response.body.decode() if response.body else ""
+        return response.code, (json.loads(text) if text else None)
+
+    return call
+
+
+def test_info_names_the_runtime_and_never_the_token(lab, runtime):
+    status, info = lab("GET", "nbmesh/info")
+    assert status == 200
+    assert info == {
+        "url": runtime.url,
+        "token_required": False,
+        "available": True,
+        "started_by_lab": False,
+        "error": None,
+    }
+
+
+def test_publish_invoke_and_read_runs_through_the_server(lab):
+    name = unique("lab-sum")
+    notebook = make_notebook(
+        [("parameters", "a: int = 2\nb: int = 3  # second term"), ("output", "{'sum': a + b}")],
+        name=name,
+        owner="lab-team",
+    )
+    status, product = lab("PUT", f"nbmesh/api/products/{name}", notebook)
+    assert status == 201, product
+    assert product["name"] == name and product["version"] == 1 and product["owner"] == "lab-team"
+    assert product["parameters"]["b"] == {"type": "int", "default": 3, "help": "second term"}
+
+    status, catalog = lab("GET", "nbmesh/api/products")
+    assert status == 200 and name in [p["name"] for p in catalog["products"]]
+
+    status, run = lab("POST", f"nbmesh/api/products/{name}@1/invoke", {"a": 40})
+    assert status == 200, run
+    assert run["status"] == "succeeded" and run["result"] == {"sum": 43}
+    assert run["trigger"] == {"kind": "http"}
+
+    status, runs = lab("GET", f"nbmesh/api/products/{name}/runs", params={"limit": 5})
+    assert status == 200 and [r["run_id"] for r in runs["runs"]] == [run["run_id"]]
+
+    status, executed = lab("GET", f"nbmesh/api/runs/{run['run_id']}/notebook")
+    assert status == 200
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
+
+    status, body = lab("POST", f"nbmesh/api/products/{name}/invoke", {"a": "forty"})
+    assert status == 422 and body["error"]
+
+
+def test_an_invalid_notebook_lists_its_problems_and_stores_nothing(lab):
+    name = unique("lab-bad")
+    notebook = make_notebook([("parameters", "a = 1"), ("", "a + 1")], name=name)
+    status, body = lab("PUT", f"nbmesh/api/products/{name}", notebook)
+    assert status == 422
+    assert body["error"]
+    messages = [d["message"] if isinstance(d, dict) else d for d in body["details"]]
+    assert any("output" in m for m in messages), messages
+    status, _ = lab("GET", f"nbmesh/api/products/{name}")
+    assert status == 404
+
+
+def test_a_failed_run_answers_with_its_run(lab):
+    name = unique("lab-fail")
+    notebook = make_notebook([("output", "int('no data for this region')")], name=name)
+    assert lab("PUT", f"nbmesh/api/products/{name}", notebook)[0] == 201
+    status, run = lab("POST", f"nbmesh/api/products/{name}/invoke", {})
+    assert status == 500
+    assert run["status"] == "failed"
+    assert run["error"]["ename"] == "ValueError" and "no data" in run["error"]["evalue"]
+
+
+def test_the_server_requires_a_jupyter_login(lab):
+    status, _ = lab("GET", "nbmesh/api/products", headers={"Authorization": "token wrong"})
+    assert status == 403
+
+
+@pytest.mark.parametrize("nbmesh", ["token"], indirect=True)
+def test_the_token_is_added_by_the_server_and_never_shown(lab, token_runtime):
+    assert httpx.get(f"{token_runtime.url}/api/products").status_code == 401
+    status, info = lab("GET", "nbmesh/info")
+    assert status == 200 and info["token_required"] is True
+    assert TOKEN not in json.dumps(info)
+    name = unique("lab-tok")
+    status, product = lab("PUT", f"nbmesh/api/products/{name}", make_notebook([("output", "'ok'")], name=name))
+    assert status == 201, product
+    assert lab("POST", f"nbmesh/api/products/{name}/invoke", {})[1]["result"] == "ok"
+
+
+@pytest.mark.parametrize("nbmesh", ["absent"], indirect=True)
+def test_no_runtime_and_starting_one_switched_off_is_a_clear_502(lab, nbmesh):
+    status, body = lab("GET", "nbmesh/api/products")
+    assert status == 502
+    assert body["error"] == f"The nbmesh runtime at {nbmesh['url']} did not answer."
+    assert "switched off" in body["details"][0]
+    status, info = lab("GET", "nbmesh/info")
+    assert status == 200
+    assert info["available"] is False and "switched off" in info["error"]
+
+
+@pytest.mark.parametrize("nbmesh", ["remote"], indirect=True)
+def test_a_runtime_elsewhere_is_never_started_here(lab):
+    status, info = lab("GET", "nbmesh/info")
+    assert status == 200
+    assert info["available"] is False and "only a runtime on this machine" in info["error"]
+
+
+@pytest.mark.parametrize("nbmesh", ["autostart"], indirect=True)
+def test_a_local_runtime_is_started_when_none_answers_and_stopped_with_the_server(
+    lab, nbmesh, jp_serverapp, jp_asyncio_loop, tmp_path
+):
+    status, info = lab("GET", "nbmesh/info")
+    assert status == 200, info
+    assert info["available"] is True and info["started_by_lab"] is True, info
+    name = unique("lab-auto")
+    assert lab("PUT", f"nbmesh/api/products/{name}", make_notebook([("output", "6 * 7")], name=name))[0] == 201
+    assert lab("POST", f"nbmesh/api/products/{name}/invoke", {})[1]["result"] == 42
+    assert (tmp_path / "started-store").is_dir()
+
+    extension = jp_serverapp.web_app.settings["nbmesh"]
+    process = extension.connection.process
+    jp_asyncio_loop.run_until_complete(extension.stop_extension())
+    assert process.poll() is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{nbmesh['url']}/healthz", timeout=1)
+        except httpx.TransportError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the started runtime still answers after the server stopped")
