@@ -212,6 +212,16 @@ FIXED_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/lineage": {
+        "get": {
+            "summary": "The product graph: which products' runs trigger which",
+            "operationId": "lineage",
+            "responses": {
+                "200": _json({"type": "object", "required": ["nodes", "edges"], "properties": {"nodes": {"type": "array"}, "edges": {"type": "array"}}}, "Nodes and edges."),
+                **_errors(),
+            },
+        }
+    },
     "/openapi.json": {
         "get": {"summary": "This document", "operationId": "openapi", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1."), **_errors()}},
     },
