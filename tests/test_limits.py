@@ -1,0 +1,185 @@
+"""CONTRACT section 6, limits: a product that eats memory, floods output or leaves processes behind
+costs only its own run; parameter values are bounded; one product cannot hold every kernel."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import Runtime, free_port, make_notebook, unique
+
+ECHO = [("parameters", 's = "x"\nitems: list = []\nopts: dict = {}'), ("output", "{'s': s, 'n': len(items), 'k': len(opts)}")]
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    """A runtime whose kernels may use 1 GiB of address space each."""
+    rt = Runtime(store=str(tmp_path_factory.mktemp("limited")), port=free_port(), args=["--pool-size", "2", "--kernel-memory", "1024"]).start()
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture
+def http(limited):
+    with limited.client() as client:
+        yield client
+
+
+def publish(http, cells, **meta) -> str:
+    name = unique("lim")
+    r = http.put(f"/api/products/{name}", json=make_notebook(cells, **meta))
+    assert r.status_code == 201, r.text
+    return name
+
+
+def failed_run(http, name, ename, **params) -> dict:
+    r = http.post(f"/api/products/{name}/invoke", json=params)
+    assert r.status_code == 500, r.text
+    run = r.json()
+    assert run["status"] == "failed" and run["error"]["ename"] == ename, run["error"]
+    return run
+
+
+def assert_others_still_work(http, *names):
+    """The next invocation of any product succeeds: a fresh one, and the culprits themselves."""
+    echo = publish(http, ECHO)
+    assert http.post(f"/api/products/{echo}/invoke", json={"s": "fine"}).json()["result"]["s"] == "fine"
+    for name in names:
+        r = http.post(f"/api/products/{name}/invoke", json={"harmless": True})
+        assert r.status_code == 200, r.text
+
+
+def kernel_pids(rt) -> list[int]:
+    return [p.pid for p in psutil.Process(rt.proc.pid).children()]
+
+
+def test_allocating_past_the_memory_limit_fails_only_that_run(http, limited):
+    # A leak: 50 MiB at a time until the 1 GiB limit stops it, inside the kernel.
+    leak = "if not harmless:\n    hog = []\n    for _ in range(200):\n        hog.append(bytearray(50 * 1024**2))"
+    name = publish(http, [("parameters", "harmless = False"), ("", leak), ("output", "'ok'")])
+    run = failed_run(http, name, "MemoryError")
+    assert run["error"]["traceback"][-1] == "MemoryError"
+    at_once = publish(http, [("parameters", "harmless = False"), ("", "if not harmless:\n    hog = bytearray(2 * 1024**3)"), ("output", "'ok'")])
+    failed_run(http, at_once, "MemoryError")
+    assert_others_still_work(http, name, at_once)
+
+
+def test_printing_100_mb_fails_only_that_run(http, limited):
+    name = publish(http, [("parameters", "harmless = False"), ("", "if not harmless:\n    for _ in range(100):\n        print('x' * 1024 * 1024)"), ("output", "'ok'")])
+    run = failed_run(http, name, "OutputLimitExceeded")
+    assert "output limit" in run["error"]["evalue"]
+    # The executed notebook keeps what was printed up to the limit, not 100 MB.
+    notebook = http.get(f"/api/runs/{run['run_id']}/notebook")
+    assert notebook.status_code == 200 and len(notebook.content) < 16 * 1024 * 1024
+    assert psutil.Process(limited.proc.pid).memory_info().rss < 1024**3
+    assert_others_still_work(http, name)
+
+
+def test_displaying_and_returning_too_much_fail_only_those_runs(http):
+    shows = publish(http, [("parameters", "harmless = False"),
+                           ("", "from IPython.display import display, HTML\nif not harmless:\n    for _ in range(100):\n        display(HTML('y' * 1024 * 1024))"),
+                           ("output", "'ok'")])
+    failed_run(http, shows, "OutputLimitExceeded")
+    returns = publish(http, [("parameters", "harmless = False"), ("output", "'ok' if harmless else ['z' * 1024] * 20000")])
+    run = failed_run(http, returns, "OutputLimitExceeded")
+    assert "result" in run["error"]["evalue"]
+    assert_others_still_work(http, shows, returns)
+
+
+def test_a_child_process_outliving_the_run_is_stopped_and_fails_only_that_run(http, limited, tmp_path):
+    pidfile = tmp_path / "child.pid"
+    fork = f"""
+import os, time
+if not harmless:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(300)
+        os._exit(0)
+    open({str(pidfile)!r}, "w").write(str(pid))
+"""
+    name = publish(http, [("parameters", "harmless = False"), ("", fork), ("output", "'ok'")])
+    kernels_before = sorted(kernel_pids(limited))
+    run = failed_run(http, name, "ChildProcessLeft")
+    child = int(pidfile.read_text())
+    assert str(child) in run["error"]["evalue"]
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert sorted(kernel_pids(limited)) == kernels_before  # the kernel itself was not harmed
+    assert_others_still_work(http, name)
+
+
+def test_a_daemonized_grandchild_is_stopped_too(http, tmp_path):
+    # Double fork and a new session: the classic daemon escapes its parent and its process group,
+    # but not the kernel, which is a child subreaper.
+    pidfile = tmp_path / "daemon.pid"
+    daemon = f"""
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open({str(pidfile)!r}, "w").write(str(os.getpid()))
+        time.sleep(300)
+    os._exit(0)
+time.sleep(0.5)
+"""
+    name = publish(http, [("", daemon), ("output", "'ok'")])
+    failed_run(http, name, "ChildProcessLeft")
+    grandchild = int(pidfile.read_text())
+    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_subprocess_the_run_waits_for_is_fine(http):
+    name = publish(http, [("", "import subprocess\nout = subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout"), ("output", "out.strip()")])
+    assert http.post(f"/api/products/{name}/invoke", json={}).json()["result"] == "hi"
+
+
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"s": "x" * 65537}, "string of 65537 characters"),
+        ({"items": list(range(10001))}, "list of 10001 items"),
+        ({"opts": {str(i): i for i in range(10001)}}, "dict of 10001 items"),
+        ({"items": [{"deep": "y" * 70000}]}, "string of 70000 characters"),
+        ({"opts": {"k" * 70000: 1}}, "string of 70000 characters"),
+    ],
+)
+def test_parameter_values_are_bounded(http, params, fragment):
+    name = publish(http, ECHO)
+    r = http.post(f"/api/products/{name}/invoke", json=params)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error"] and any(fragment in d["message"] for d in body["details"]), body
+
+
+def test_parameter_nesting_is_bounded(http):
+    name = publish(http, ECHO)
+    deep: list = []
+    for _ in range(40):
+        deep = [deep]
+    r = http.post(f"/api/products/{name}/invoke", json={"items": deep})
+    assert r.status_code == 422 and "nested deeper than 32" in r.json()["details"][0]["message"]
+    assert http.post(f"/api/products/{name}/invoke", json={"items": [[[1]]], "s": "y" * 65536}).json()["result"]["n"] == 1
+
+
+SLOW = [("", "import time\nstart = time.time()\ntime.sleep(1.5)"), ("output", "[start, time.time()]")]
+
+
+def test_one_product_cannot_hold_every_kernel(http, limited):
+    slow = publish(http, SLOW)
+    quick = publish(http, ECHO)
+    url = limited.url + "/"
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        runs = [pool.submit(httpx.post, f"{url}api/products/{slow}/invoke", json={}, timeout=60) for _ in range(2)]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        other = httpx.post(f"{url}api/products/{quick}/invoke", json={"s": "served"}, timeout=60)
+        other_took = time.monotonic() - t0
+        spans = sorted(f.result().json()["result"] for f in runs)
+    assert other.json()["result"]["s"] == "served"
+    # Pool of 2, default cap 1 per product: the slow product's runs take turns on one kernel...
+    assert spans[1][0] >= spans[0][1]
+    # ...so the other product was served by the kernel kept free, not after both slow runs.
+    assert other_took < spans[1][1] - spans[0][0]
