@@ -334,11 +334,11 @@ class Triggers:
         for key in set(self._cursors) - set(live):
             del self._cursors[key]
         for (name, sid), (entry, trig) in live.items():
+            due = latest_due(trig["schedule"], trig.get("timezone", "UTC"), now)
             cursor = self._cursors.get((name, sid))
             if cursor is None:
-                cursor = await self._initial_cursor(name, sid, entry, now)
+                cursor = await self._initial_cursor(name, sid, due, now)
                 self._cursors[(name, sid)] = cursor
-            due = latest_due(trig["schedule"], trig.get("timezone", "UTC"), now)
             if due <= cursor:
                 continue
             # Only the newest missed due time runs: downtime yields one catch-up run, not a flood.
@@ -348,12 +348,17 @@ class Triggers:
             self._cursors[(name, sid)] = due
         self._ticked = True
 
-    async def _initial_cursor(self, name: str, sid: str, entry: Any, now: datetime) -> datetime:
+    async def _initial_cursor(self, name: str, sid: str, due: datetime, now: datetime) -> datetime:
+        repo = self.service.repo
         if self._ticked:
-            return now  # published while running: its schedule starts from now
-        last = await asyncio.to_thread(self.service.repo.last_schedule_claim, name, sid)
-        published = datetime.fromisoformat(entry.stored[entry.latest].published_at.replace("Z", "+00:00"))
-        return max(last or published, published)
+            # Published while running: the schedule starts from now. Claiming the due time just
+            # passed tells replicas (and later restarts) that it predates the schedule.
+            await asyncio.to_thread(repo.claim_schedule, name, sid, due)
+            return now
+        # At startup the last claim, by any replica or an earlier life of this one, is where the
+        # schedule stands; a later due time was missed while down and runs once.
+        last = await asyncio.to_thread(repo.last_schedule_claim, name, sid)
+        return last or now
 
     async def _start_scheduled(self, name: str, version: int, trig: dict[str, Any], trigger: dict[str, Any]) -> None:
         params = trig.get("parameters", {})
