@@ -183,3 +183,13 @@ def test_one_product_cannot_hold_every_kernel(http, limited):
     assert spans[1][0] >= spans[0][1]
     # ...so the other product was served by the kernel kept free, not after both slow runs.
     assert other_took < spans[1][1] - spans[0][0]
+
+
+def test_displays_within_the_limit_are_kept_in_the_executed_notebook(http):
+    name = publish(http, [("", "from IPython.display import display, HTML\ndisplay(HTML('<b>shown</b>'))\nprint('printed')"), ("output", "'ok'")])
+    run = http.post(f"/api/products/{name}/invoke", json={}).json()
+    assert run["status"] == "succeeded"
+    cells = http.get(f"/api/runs/{run['run_id']}/notebook").json()["cells"]
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
+    assert any(o["output_type"] == "display_data" and "<b>shown</b>" in o["data"]["text/html"] for o in outputs)
+    assert any(o["output_type"] == "stream" and "printed" in o["text"] for o in outputs)
