@@ -83,16 +83,22 @@ export class Publisher {
       // The publish went through; the notification falls back to the default URL.
     }
     const curl = curlCommand(runtimeUrl, product.name, product.parameters, tokenRequired);
+    const url = invokeUrl(runtimeUrl, product.name);
+    // Toasts show about 140 characters, so the curl is one click away rather than cut off.
     Notification.update({
       id,
       type: 'success',
       autoClose: false,
-      message: [
-        `Published ${product.name} version ${product.version}.`,
-        `Invoke: POST ${invokeUrl(runtimeUrl, product.name)}`,
-        curl
-      ].join('\n'),
+      message: `Published ${product.name} version ${product.version}.\nInvoke: POST ${url}`,
       actions: [
+        {
+          label: 'Show curl',
+          caption: 'The invoke URL and a ready curl command',
+          callback: event => {
+            event.preventDefault();
+            void showInvocation(product, url, curl);
+          }
+        },
         {
           label: 'Copy curl',
           caption: curl,
@@ -109,6 +115,31 @@ export class Publisher {
     });
     this.published.emit(product);
     return product;
+  }
+}
+
+async function showInvocation(product: IProduct, url: string, curl: string): Promise<void> {
+  const body = new Widget();
+  body.addClass('nbmesh-Invocation');
+  const lines: [string, string][] = [
+    ['Invoke URL', `POST ${url}`],
+    ['curl', curl]
+  ];
+  for (const [label, text] of lines) {
+    const caption = document.createElement('p');
+    caption.textContent = label;
+    const pre = document.createElement('pre');
+    pre.className = `nbmesh-Invocation-${label === 'curl' ? 'curl' : 'url'}`;
+    pre.textContent = text;
+    body.node.append(caption, pre);
+  }
+  const result = await showDialog({
+    title: `${product.name} version ${product.version}`,
+    body,
+    buttons: [Dialog.cancelButton({ label: 'Close' }), Dialog.okButton({ label: 'Copy curl' })]
+  });
+  if (result.button.accept) {
+    Clipboard.copyToSystem(curl);
   }
 }
 

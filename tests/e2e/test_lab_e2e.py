@@ -1,0 +1,250 @@
+"""End to end in a real browser: JupyterLab with the nbmesh extension, a real runtime, Debian's Chromium.
+
+One story, in the order a user lives it: a notebook without an output cell is
+refused with its problem and nothing is stored; the user tags the output cell,
+sets the owner, publishes, reads the notification, tries the product from the
+Data products panel (a result, then an error) and opens the run's notebook.
+Screenshots of each step go to test-output/e2e/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from ..conftest import NOTEBOOKS, ROOT, Runtime, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = ROOT / "test-output" / "e2e"
+TOKEN = "e2e-lab-token"
+PRODUCT = "weather-extremes"
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def e2e_runtime(tmp_path_factory):
+    rt = Runtime(store=str(tmp_path_factory.mktemp("e2e-store")), port=free_port()).start()
+    yield rt
+    rt.stop()
+
+
+@pytest.fixture(scope="module")
+def lab_root(tmp_path_factory) -> Path:
+    """A folder holding one example notebook whose output cell is not tagged yet."""
+    root = tmp_path_factory.mktemp("lab-root")
+    notebook = json.loads((NOTEBOOKS / "weather_extremes.ipynb").read_text())
+    for cell in notebook["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "output" in tags:
+            tags.remove("output")
+    (root / "weather_extremes.ipynb").write_text(json.dumps(notebook, indent=1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, lab_root, e2e_runtime):
+    """`jupyter lab` on a free port, its nbmesh extension pointed at the test's runtime."""
+    state = tmp_path_factory.mktemp("lab-state")
+    settings = state / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    # No news or update toasts: the only notifications on screen are nbmesh's.
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    port = free_port()
+    env = {**os.environ, "NBMESH_URL": e2e_runtime.url, "NBMESH_START_RUNTIME": "0", "JUPYTER_PLATFORM_DIRS": "1"}
+    env.pop("NBMESH_TOKEN", None)
+    log_path = state / "lab.log"
+    command = [
+        sys.executable, "-m", "jupyterlab",
+        "--no-browser", "--allow-root",
+        f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={lab_root}",
+        f"--LabApp.user_settings_dir={state / 'settings'}",
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"jupyter lab exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.terminate()
+            pytest.fail(f"jupyter lab did not answer within 120 s:\n{log_path.read_text()}")
+        time.sleep(0.5)
+    yield url
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1500, "height": 950})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        yield page
+        context.close()
+        browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def notebook_toolbar_button(page: Page, item: str):
+    return page.locator(f".jp-NotebookPanel-toolbar [data-jp-item-name='{item}'] button").first
+
+
+def test_publish_try_and_open_a_run_from_jupyterlab(page: Page, lab, e2e_runtime):
+    runtime = httpx.Client(base_url=e2e_runtime.url, timeout=60)
+    page.goto(f"{lab}/lab/tree/weather_extremes.ipynb?token={TOKEN}")
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    expect(cells).to_have_count(4)
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached()
+    # The parameters cell is already tagged: its badge shows.
+    expect(cells.nth(1).locator(".nbmesh-CellBadge-parameters")).to_have_text("parameters")
+    expect(cells.nth(3).locator(".nbmesh-CellBadge")).to_have_count(0)
+
+    # 1. Publish without an output cell: the runtime's problem is listed and nothing is stored.
+    notebook_toolbar_button(page, "nbmesh-publish").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog.locator(".jp-Dialog-header")).to_have_text(f"Cannot publish {PRODUCT}")
+    problems = dialog.locator(".nbmesh-Problem")
+    expect(problems.first).to_contain_text("No cell is tagged 'output'")
+    expect(dialog).to_contain_text("Nothing was stored.")
+    shot(page, "01-publish-refused-no-output-cell")
+    assert runtime.get(f"/api/products/{PRODUCT}").status_code == 404
+    assert runtime.get("/api/products").json()["products"] == []
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_have_count(0)
+    refused = page.locator(".Toastify__toast", has_text=f"{PRODUCT} was not published")
+    expect(refused).to_contain_text("1 problem (nothing was stored)")
+    refused.get_by_role("button", name="Hide notification").click()
+    expect(refused).to_have_count(0)
+
+    # 2. Tag the last cell as the output cell from its context menu; its badge appears.
+    cells.nth(3).locator(".jp-InputArea-editor").click()
+    cells.nth(3).locator(".jp-InputPrompt").click(button="right")
+    page.locator(".lm-Menu-item", has_text="Output Cell").click()
+    expect(cells.nth(3).locator(".nbmesh-CellBadge-output")).to_have_text("output")
+    shot(page, "02-output-cell-tagged")
+
+    # 3. Product settings: set the owner in metadata.nbmesh.
+    notebook_toolbar_button(page, "nbmesh-settings").click()
+    settings = page.locator(".jp-Dialog .nbmesh-SettingsDialog")
+    expect(settings.locator("input[name='nbmesh-name']")).to_have_value(PRODUCT)
+    settings.locator("input[name='nbmesh-owner']").fill("e2e-team")
+    shot(page, "03-product-settings")
+    page.locator(".jp-Dialog").get_by_role("button", name="Save").click()
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+    # 4. Publish: the notification names the product, its version, invoke URL and a curl.
+    notebook_toolbar_button(page, "nbmesh-publish").click()
+    toast = page.locator(".Toastify__toast", has_text=f"Published {PRODUCT} version")
+    invoke_url = f"{e2e_runtime.url}/api/products/{PRODUCT}/invoke"
+    expect(toast).to_contain_text(f"Published {PRODUCT} version 1.")
+    expect(toast).to_contain_text(f"Invoke: POST {invoke_url}")
+    shot(page, "04-published-notification")
+    product = runtime.get(f"/api/products/{PRODUCT}").json()
+    assert product["version"] == 1 and product["owner"] == "e2e-team"
+
+    # The ready curl is one click away, and it works as shown.
+    toast.get_by_role("button", name="Show curl").click()
+    curl = page.locator(".jp-Dialog .nbmesh-Invocation-curl")
+    expect(curl).to_contain_text(f"curl -X POST {invoke_url}")
+    shot(page, "05-ready-curl")
+    answer = subprocess.run(["sh", "-c", curl.inner_text()], capture_output=True, text=True, timeout=120)
+    run = json.loads(answer.stdout)
+    assert run["status"] == "succeeded" and run["parameters"] == {"limit": 5, "weather": "rain", "measure": "precipitation"}
+    page.locator(".jp-Dialog").get_by_role("button", name="Close").click()
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+    # 5. The Data products panel: search, open the product, try it.
+    page.locator(".jp-SideBar .lm-TabBar-tab[data-id='nbmesh-products']").click()
+    panel = page.locator("#nbmesh-products")
+    item = panel.locator(f".nbmesh-Product[data-product='{PRODUCT}']")
+    expect(item).to_be_visible()
+    search = panel.locator(".nbmesh-Panel-search")
+    search.fill("no such product")
+    expect(item).to_be_hidden()
+    search.fill("e2e-team")
+    expect(item).to_be_visible()
+    item.locator(".nbmesh-Product-head").click()
+    expect(item.locator(".nbmesh-Parameters")).to_contain_text("limit")
+    expect(item.locator(".nbmesh-Parameters")).to_contain_text("number of days to return")
+    expect(item).to_contain_text("Runs on request only.")
+    expect(item.locator(".nbmesh-Run")).to_have_count(1)  # the curl's
+    item.locator("input[name='nbmesh-param-limit']").fill("3")
+    item.locator("input[name='nbmesh-param-weather']").fill("sun")
+    item.locator(".nbmesh-Invoke").click()
+    result = item.locator(".nbmesh-Result-json")
+    expect(result).to_be_visible()
+    data = json.loads(result.inner_text())
+    assert data["weather"] == "sun" and len(data["days"]) == 3
+    assert all(day["weather"] == "sun" for day in data["days"])
+    expect(item.locator(".nbmesh-Run-succeeded")).to_have_count(2)
+    expect(item.locator(".nbmesh-Run-succeeded").first).to_contain_text("http")
+    item.locator(".nbmesh-Result").scroll_into_view_if_needed()
+    shot(page, "06-try-it-result")
+
+    # 6. A run that fails shows its error, and is listed with the others.
+    item.locator("input[name='nbmesh-param-limit']").fill("0")
+    item.locator(".nbmesh-Invoke").click()
+    error = item.locator(".nbmesh-Output .nbmesh-Error")
+    expect(error).to_contain_text("Run failed: ValueError: limit must be an integer from 1 to 100")
+    expect(item.locator(".nbmesh-Run")).to_have_count(3)
+    error.scroll_into_view_if_needed()
+    shot(page, "07-try-it-error")
+
+    # 7. The failed run's executed notebook opens read-only, with the injected parameters.
+    failed = item.locator(".nbmesh-Run-failed")
+    run_id = failed.get_attribute("data-run-id")
+    failed.locator(".nbmesh-Run-open").click()
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=run_id)
+    expect(tab).to_be_visible()
+    viewer = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(viewer).to_contain_text("limit = 0")
+    expect(viewer).to_contain_text("ValueError")
+    shot(page, "08-run-notebook-read-only")
+    first_code = viewer.locator(".jp-CodeCell .cm-content").first
+    before = first_code.inner_text()
+    first_code.click()
+    page.keyboard.type("edited = True")
+    assert first_code.inner_text() == before
