@@ -310,3 +310,24 @@ def test_sigkill_with_runs_queued_and_running_then_restart(fresh_runtime, tmp_pa
             else:
                 assert run["status"] == "succeeded"
         assert sum(r["status"] == "succeeded" for r in runs) >= 3  # the queued ones ran after the restart
+
+
+def test_example_weather_pipeline(fresh_runtime, tmp_path):
+    """notebooks/weather_raw → weather_clean → weather_digest, started by raw's 06:00 schedule."""
+    clock = TestClock(tmp_path / "clock", "2030-01-01T05:59:30Z")
+    rt = fresh_runtime("--pool-size", "2", env=clock.env)
+    with rt.client() as http:
+        for stem in ("weather_raw", "weather_clean", "weather_digest"):
+            nb = (ROOT / "notebooks" / f"{stem}.ipynb").read_text()
+            name = stem.replace("_", "-")
+            assert http.put(f"/api/products/{name}", content=nb).status_code == 201
+        time.sleep(2.5)  # the scheduler has seen the schedule before its due time
+        clock.set("2030-01-01T06:00:05Z")
+        digest = wait_for(lambda: all_final(http, "weather-digest", 1), what="the digest run")[0]
+        raw, clean = runs_of(http, "weather-raw")[0], runs_of(http, "weather-clean")[0]
+        assert raw["trigger"]["kind"] == "schedule" and raw["result"]["row_count"] == 365
+        assert clean["status"] == "succeeded" and clean["result"]["kept"] == 365
+        assert digest["status"] == "succeeded", digest["error"]
+        assert digest["result"]["source_run"] == clean["run_id"]
+        assert digest["result"]["days"] == 365 and len(digest["result"]["months"]) == 12
+        assert http.get("/api/products/weather-clean").json()["upstream"] == ["weather-raw"]
