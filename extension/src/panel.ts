@@ -254,24 +254,22 @@ export class ProductsPanel extends Widget {
     container.appendChild(el('h3', 'nbmesh-Section', 'Parameters'));
     const names = Object.keys(product.parameters ?? {});
     if (names.length) {
-      const table = el('table', 'nbmesh-Parameters');
-      const head = el('tr');
-      for (const label of ['name', 'type', 'default', 'help']) {
-        head.appendChild(el('th', '', label));
-      }
-      table.appendChild(head);
+      // A list, not a table: the side panel is narrow.
+      const list = el('ul', 'nbmesh-Parameters');
       for (const name of names) {
         const spec = product.parameters[name];
-        const row = el('tr');
-        row.appendChild(el('td', 'nbmesh-code', name));
-        row.appendChild(el('td', '', spec.type));
-        row.appendChild(
-          el('td', 'nbmesh-code', spec.default === undefined ? '' : JSON.stringify(spec.default))
-        );
-        row.appendChild(el('td', '', spec.help ?? ''));
-        table.appendChild(row);
+        const item = el('li');
+        item.appendChild(el('code', 'nbmesh-Parameter-name', name));
+        item.appendChild(el('span', 'nbmesh-Parameter-type', spec.type));
+        if (spec.default !== undefined) {
+          item.appendChild(el('code', 'nbmesh-Parameter-default', `= ${JSON.stringify(spec.default)}`));
+        }
+        if (spec.help) {
+          item.appendChild(el('div', 'nbmesh-Parameter-help', spec.help));
+        }
+        list.appendChild(item);
       }
-      container.appendChild(table);
+      container.appendChild(list);
     } else {
       container.appendChild(el('p', 'nbmesh-muted', 'No parameters.'));
     }
@@ -332,31 +330,28 @@ export class ProductsPanel extends Widget {
       container.appendChild(el('p', 'nbmesh-muted', 'No runs yet.'));
       return;
     }
-    const table = el('table', 'nbmesh-RunTable');
-    const head = el('tr');
-    for (const label of ['status', 'version', 'duration', 'trigger', 'started', '']) {
-      head.appendChild(el('th', '', label));
-    }
-    table.appendChild(head);
+    const list = el('ul', 'nbmesh-RunTable');
     for (const run of runs) {
-      const row = el('tr', `nbmesh-Run nbmesh-Run-${run.status}`);
+      const row = el('li', `nbmesh-Run nbmesh-Run-${run.status}`);
       row.dataset.runId = run.run_id;
-      row.appendChild(el('td', 'nbmesh-Run-status', run.status));
-      row.appendChild(el('td', '', `v${run.version}`));
-      row.appendChild(el('td', '', formatDuration(run.duration_ms)));
-      row.appendChild(el('td', '', describeRunTrigger(run)));
-      row.appendChild(el('td', 'nbmesh-muted', run.started_at ?? ''));
-      const cell = el('td');
+      row.title = `run ${run.run_id}`;
+      row.appendChild(el('span', 'nbmesh-Run-status', run.status));
+      const facts = [`v${run.version}`, formatDuration(run.duration_ms), describeRunTrigger(run)];
+      row.appendChild(el('span', 'nbmesh-Run-facts', facts.filter(Boolean).join(' · ')));
+      if (run.started_at) {
+        row.appendChild(
+          el('span', 'nbmesh-Run-started nbmesh-muted', new Date(run.started_at).toLocaleString())
+        );
+      }
       if (run.status !== 'queued' && run.status !== 'running') {
         const open = el('button', 'nbmesh-Run-open jp-Button jp-mod-minimal', 'notebook');
         open.title = 'Open the executed notebook, read-only';
         open.addEventListener('click', () => this._openRunNotebook(run));
-        cell.appendChild(open);
+        row.appendChild(open);
       }
-      row.appendChild(cell);
-      table.appendChild(row);
+      list.appendChild(row);
     }
-    container.appendChild(table);
+    container.appendChild(list);
   }
 }
 
