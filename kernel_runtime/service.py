@@ -26,6 +26,7 @@ from .errors import (
     NbmeshError,
     NotFound,
     QueueFull,
+    StoreUnavailable,
 )
 from .limits import ProductLimiter
 from .pool import KernelPool, PoolSettings
@@ -370,12 +371,26 @@ class Service:
                 # Building the notebook copies and parameterizes it: keep that off the event loop.
                 notebook = await self._io(build) if build else None
                 self._unsaved[run.run_id] = (run, notebook)
-                await self._io(self.repo.save_run, run, notebook, persisted)
+                await self._save_through_outage(run, notebook, persisted)
                 self._unsaved.pop(run.run_id, None)
             except Exception:
                 log.exception("could not save run %s; it stays readable from memory", run.run_id)
             finally:
                 self._writes.task_done()
+
+    async def _save_through_outage(self, run: Run, notebook: dict[str, Any] | None, persisted: bool) -> None:
+        """While the store is down a finished run waits in memory and is retried, not dropped."""
+        delay = 0.5
+        while True:
+            try:
+                await self._io(self.repo.save_run, run, notebook, persisted)
+                return
+            except StoreUnavailable as exc:
+                if self._stopping_at is not None:
+                    raise
+                log.warning("run %s waits for the store: %s", run.run_id, exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)

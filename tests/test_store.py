@@ -257,8 +257,16 @@ def test_store_down_answers_503_then_recovers(backend, fresh_runtime):
             assert queued.status_code == 503  # refused, not silently dropped
             assert http.get(f"/api/runs/{run['run_id']}").status_code == 503
             assert http.get("/healthz").status_code == 200  # the runtime itself stays up
-        # Back: nothing stored was lost, and everything works again without a restart.
+            during = http.post("/api/products/sturdy/invoke", json={"x": 5})
+            assert during.status_code == 200 and during.json()["result"] == 10  # kernels need no store
+        # Back: nothing stored was lost, the run finished during the outage is written now,
+        # and everything works again without a restart.
         assert http.get(f"/api/runs/{run['run_id']}").json()["result"] == 8
+        store = backend.open()
+        deadline = time.monotonic() + 60
+        while store.get(f"runs/{during.json()['run_id']}.json") is None:
+            assert time.monotonic() < deadline, "the run finished during the outage was never stored"
+            time.sleep(0.5)
         again = http.put("/api/products/sturdy", json=_notebook("sturdy", "x * 3"))
         assert again.status_code == 201, again.text
         assert again.json()["versions"] == [1, 2]
