@@ -35,7 +35,8 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Unicode, default
 
-DEFAULT_URL = "http://127.0.0.1:8765"
+from .client import DEFAULT_URL
+
 _FALSE = {"0", "false", "no", "off"}
 # Headers of the runtime's answer worth passing on; hop-by-hop ones are tornado's business.
 _PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Location")
@@ -60,6 +61,7 @@ class RuntimeConnection:
         self.log_dir = log_dir
         self.log = log
         self.process: subprocess.Popen | None = None
+        self._log_path: Path | None = None
         self.error: str | None = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -140,7 +142,7 @@ class RuntimeConnection:
 
     def _log_tail(self) -> str:
         try:
-            lines = self._log_path.read_text(errors="replace").strip().splitlines()
+            lines = self._log_path.read_text(errors="replace").strip().splitlines() if self._log_path else []
         except OSError:
             return "no output"
         return lines[-1] if lines else "no output"
