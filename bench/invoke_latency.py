@@ -1,0 +1,600 @@
+"""How fast is a warm nbmesh invocation, next to its floor and to the alternatives?
+
+One run measures, side by side on this machine (figures from different runs are not comparable:
+the machine is shared and noisy):
+
+1. nbmesh: a trivial 3-cell product invoked sequentially over HTTP (kept-alive httpx.Client)
+   on a warm pool; p50/p95, plus the server's own ``duration_ms`` to split HTTP from kernel time.
+2. The floor: a bare Starlette+uvicorn JSON POST round trip (a server this script starts) plus one
+   ``execute_request`` of the same code on a warm ipykernel (silent, no history, value in
+   ``user_expressions``, shell reply only), over IPC (as nbmesh) and over TCP.
+3. ``papermill`` CLI on the same notebook, whole process.
+4. Jupyter Kernel Gateway's notebook-http mode on an equivalent notebook, installed into its own
+   venv under bench/.venvs/ (skipped with a reason when that fails).
+5. Ratios against the issue's targets (nbmesh ≤ 1.5 × floor, papermill ≥ 100 × nbmesh).
+6. Throughput with 8 concurrent clients against runtimes with 1 and with 2 kernels.
+
+Timings are reported, never asserted. Every process started here is stopped on the way out,
+also on error, Ctrl-C or the time budget running out. Run it with the project's venv:
+
+    .venv/bin/python bench/invoke_latency.py [--quick] [--skip-kg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+KG_VENV = BENCH / ".venvs" / "kernel-gateway"
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import Runtime, free_port, make_notebook  # noqa: E402
+
+PRODUCT = "bench-trivial"
+PARAMS_CELL = "x: int = 3"
+BODY_CELL = "y = x * 2 + 1\nlabel = f'x={x}'"
+OUTPUT_CELL = "{'x': x, 'y': y, 'label': label}"
+X = 5  # the value every tool is asked to run with, as papermill's `-p x 5`
+
+# The floor runs the same cells as one request; the injected assignment mirrors papermill's cell.
+FLOOR_CODE = f"{PARAMS_CELL}\nx = {X}\n{BODY_CELL}\n_bench_out = {OUTPUT_CELL}\n"
+
+KG_NOTEBOOK_CELLS = [
+    "import json",
+    "# POST /invoke\n"
+    "req = json.loads(REQUEST)\n"
+    f"{PARAMS_CELL}\n"
+    "x = int(req['body'].get('x', x))\n"
+    f"{BODY_CELL}\n"
+    f"print(json.dumps({OUTPUT_CELL}))",
+]
+
+
+# statistics -----------------------------------------------------------------------------
+def pct(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile: with ~100 samples p95 is an observed value, not an interpolation."""
+    ordered = sorted(samples)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary(samples_s: list[float]) -> dict[str, Any]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "n": len(ms),
+        "p50_ms": statistics.median(ms),
+        "p95_ms": pct(ms, 95),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+    }
+
+
+# process hygiene ------------------------------------------------------------------------
+class Budget(BaseException):
+    """The whole run took longer than --budget seconds.
+
+    A BaseException, so that the `except Exception` guarding optional phases cannot swallow it.
+    """
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``: kernels run in their own sessions, so a group kill misses them."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        child, parent = (int(v) for v in line.split())
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_quietly(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def stop_process_tree(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM so the process can shut its kernels down itself, then SIGKILL whatever is left."""
+    if proc.poll() is not None:
+        return
+    below = descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    kill_quietly([p for p in below if _alive(p)])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie answers kill(0) yet is already gone.
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return False
+
+
+def start_runtime(stack: contextlib.ExitStack, store: Path, pool_size: int) -> Runtime:
+    rt = Runtime(store=str(store), port=free_port(), args=["--pool-size", str(pool_size), "--log-level", "warning"])
+    # Registered before start so a runtime that fails half-way up is still cleaned up.
+    stack.callback(lambda: rt.proc is not None and stop_process_tree(rt.proc))
+    rt.start(timeout=90)
+    return rt
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer within {timeout:g} s")
+
+
+# 1. nbmesh ------------------------------------------------------------------------------
+def product_notebook() -> dict[str, Any]:
+    return make_notebook([("parameters", PARAMS_CELL), ("", BODY_CELL), ("output", OUTPUT_CELL)], name=PRODUCT)
+
+
+def publish(client: httpx.Client) -> None:
+    r = client.put(f"/api/products/{PRODUCT}", json=product_notebook())
+    if r.status_code != 201:
+        raise RuntimeError(f"publishing the bench product failed: {r.status_code} {r.text}")
+
+
+def nbmesh_call(client: httpx.Client, server_ms: list[float]) -> Callable[[], None]:
+    def call() -> None:
+        r = client.post(f"/api/products/{PRODUCT}/invoke", json={"x": X})
+        run = r.json()
+        if r.status_code != 200 or run.get("result", {}).get("y") != 2 * X + 1:
+            raise RuntimeError(f"nbmesh invoke failed: {r.status_code} {r.text[:500]}")
+        server_ms.append(run["duration_ms"])
+
+    return call
+
+
+# 2. the floor ---------------------------------------------------------------------------
+def serve_bare(port: int) -> None:
+    """The floor's HTTP half: what Starlette+uvicorn cost with no work behind them."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "succeeded", "result": await request.json()})
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
+    # Same uvicorn settings as `nbmesh serve`, so the two servers differ only in the work behind them.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+
+
+def start_bare(stack: contextlib.ExitStack) -> str:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-bare", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stack.callback(stop_process_tree, proc)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/echo", proc, 30, "the bare Starlette server")
+    return url
+
+
+def bare_call(client: httpx.Client) -> Callable[[], None]:
+    def call() -> None:
+        r = client.post("/echo", json={"x": X})
+        if r.status_code != 200:
+            raise RuntimeError(f"bare Starlette answered {r.status_code}")
+
+    return call
+
+
+class FloorKernel:
+    """A warm ipykernel driven the way nbmesh's executor drives its kernels, minus nbmesh."""
+
+    def __init__(self, transport: str, ipc_dir: str) -> None:
+        from jupyter_client import AsyncKernelManager
+        from jupyter_client.kernelspec import KernelSpec
+
+        self.transport = transport
+        ip = os.path.join(ipc_dir, f"floor-{transport}") if transport == "ipc" else "127.0.0.1"
+        self.km = AsyncKernelManager(kernel_name="bench-python", transport=transport, ip=ip)
+        # This interpreter's ipykernel, as nbmesh uses, whatever kernelspecs the user has installed.
+        self.km._kernel_spec = KernelSpec(
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="bench",
+            language="python",
+            name="bench-python",
+        )
+        self.kc = None
+        self.pid: int | None = None
+        # The kernel's own chatter (the TCP transport warns about plain text) would garble the table.
+        self.log = open(os.path.join(ipc_dir, f"floor-{transport}.log"), "wb")
+
+    async def start(self) -> None:
+        await self.km.start_kernel(stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = getattr(getattr(self.km.provisioner, "process", None), "pid", None)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        await self.kc.wait_for_ready(timeout=60)
+        # nbmesh stops iopub too: the reply alone carries the value.
+        self.kc.iopub_channel.stop()
+
+    async def execute(self) -> None:
+        msg_id = self.kc.execute(
+            FLOOR_CODE, silent=True, store_history=False, user_expressions={"r": "_bench_out"}, allow_stdin=False
+        )
+        while True:
+            msg = await self.kc.get_shell_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == msg_id:
+                break
+        expr = msg["content"]["user_expressions"]["r"]
+        if expr.get("status") != "ok" or f"'y': {2 * X + 1}" not in expr["data"]["text/plain"]:
+            raise RuntimeError(f"floor kernel ({self.transport}) answered {msg['content']}")
+
+    async def stop(self) -> None:
+        if self.kc is not None:
+            self.kc.stop_channels()
+        with contextlib.suppress(Exception):
+            if self.km.has_kernel:
+                await asyncio.wait_for(self.km.shutdown_kernel(now=True), 10)
+        if self.pid and _alive(self.pid):
+            kill_quietly([self.pid])
+        self.log.close()
+
+
+# 3. papermill ---------------------------------------------------------------------------
+def bench_papermill(runs: int, workdir: Path) -> dict[str, Any]:
+    nb_in = workdir / "in.ipynb"
+    nb_in.write_text(json.dumps(product_notebook()))
+    papermill = Path(sys.executable).parent / "papermill"
+    cmd = [str(papermill), "--no-progress-bar", "--log-level", "ERROR", str(nb_in), str(workdir / "out.ipynb"), "-p", "x", str(X)]
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir, start_new_session=True)
+        try:
+            _, stderr = proc.communicate(timeout=120)
+        except BaseException:
+            # papermill's kernel lives in its own session: killing papermill alone would orphan it.
+            stop_process_tree(proc, timeout=5)
+            raise
+        samples.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"papermill failed ({proc.returncode}): {stderr[-800:]}")
+    return {**summary(samples), "command": " ".join(cmd[:5]) + " in.ipynb out.ipynb -p x 5"}
+
+
+# 4. Kernel Gateway ----------------------------------------------------------------------
+def ensure_kernel_gateway(log: Callable[[str], None]) -> Path:
+    """The KG venv's python, installing it on first use; KG pins its own jupyter stack, so it lives apart."""
+    python = KG_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import kernel_gateway, ipykernel"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    log(f"installing jupyter_kernel_gateway into {KG_VENV.relative_to(ROOT)} (first run only)…")
+    KG_VENV.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(KG_VENV)], check=True, capture_output=True, timeout=120)
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "jupyter_kernel_gateway", "ipykernel"]
+    done = subprocess.run(pip, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install jupyter_kernel_gateway failed: {(done.stderr or done.stdout).strip()[-800:]}")
+    return python
+
+
+def start_kernel_gateway(stack: contextlib.ExitStack, python: Path, workdir: Path) -> tuple[str, str]:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in KG_NOTEBOOK_CELLS]
+    seed = workdir / "kg_invoke.ipynb"
+    seed.write_text(nbformat.writes(nb))
+    port = free_port()
+    version = subprocess.run(
+        [str(python), "-c", "import kernel_gateway; print(kernel_gateway.__version__)"], capture_output=True, text=True
+    ).stdout.strip()
+    log_path = workdir / "kernel-gateway.log"
+    proc = subprocess.Popen(
+        [
+            str(python), "-m", "kernel_gateway",
+            "--KernelGatewayApp.api=kernel_gateway.notebook_http",
+            f"--KernelGatewayApp.seed_uri={seed.as_uri()}",
+            "--KernelGatewayApp.ip=127.0.0.1",
+            f"--KernelGatewayApp.port={port}",
+        ],
+        cwd=workdir,
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        # Its own kernelspec (its venv's ipykernel), not one found through this venv's paths.
+        env={k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "JUPYTER_PATH", "PYTHONPATH")},
+    )
+    stack.callback(stop_process_tree, proc)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/_api/spec/swagger.json", proc, 60, "Kernel Gateway")
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; log: {log_path.read_text()[-800:]}") from None
+    return url, version
+
+
+def kg_call(client: httpx.Client) -> Callable[[], None]:
+    def call() -> None:
+        r = client.post("/invoke", json={"x": X})
+        if r.status_code != 200 or json.loads(r.text).get("y") != 2 * X + 1:
+            raise RuntimeError(f"Kernel Gateway answered {r.status_code}: {r.text[:300]}")
+
+    return call
+
+
+# 6. throughput --------------------------------------------------------------------------
+async def throughput(url: str, total: int, concurrency: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def one() -> float:
+            t0 = time.perf_counter()
+            r = await client.post(f"/api/products/{PRODUCT}/invoke", json={"x": X})
+            if r.status_code != 200:
+                raise RuntimeError(f"nbmesh invoke failed under load: {r.status_code} {r.text[:300]}")
+            return time.perf_counter() - t0
+
+        # Warm-up prepares every kernel of the pool for the product and opens every connection.
+        await asyncio.gather(*(one() for _ in range(concurrency * 2)))
+        remaining = [total]
+        samples: list[float] = []
+
+        async def worker() -> None:
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                samples.append(await one())
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    return {**summary(samples), "concurrency": concurrency, "wall_s": wall, "req_per_s": len(samples) / wall}
+
+
+# driver ---------------------------------------------------------------------------------
+def interleaved(
+    subjects: dict[str, Callable[[], Any]], iterations: int, warmup: int, rounds: int
+) -> dict[str, list[float]]:
+    """Sequential samples of each subject, taken in alternating blocks so drift in machine load hits all alike."""
+    for fn in subjects.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in subjects}
+    per_round = [iterations // rounds + (1 if r < iterations % rounds else 0) for r in range(rounds)]
+    for count in per_round:
+        for name, fn in subjects.items():
+            for _ in range(count):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+    return samples
+
+
+def sync_of(loop: asyncio.AbstractEventLoop, coro_fn: Callable[[], Any]) -> Callable[[], Any]:
+    return lambda: loop.run_until_complete(coro_fn())
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Callable[[str], None]) -> dict[str, Any]:
+    n = 20 if args.quick else 100
+    warmup = 5 if args.quick else 20
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nbmesh-bench-")))
+    results: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+
+    loop = asyncio.new_event_loop()
+    stack.callback(loop.close)
+
+    log("starting nbmesh (pool size 2), the bare Starlette server and two floor kernels…")
+    rt = start_runtime(stack, workdir / "store-latency", pool_size=2)
+    bare_url = start_bare(stack)
+    floor_kernels = {t: FloorKernel(t, str(workdir)) for t in ("ipc", "tcp")}
+    for k in floor_kernels.values():
+        stack.callback(lambda k=k: loop.run_until_complete(k.stop()))
+        loop.run_until_complete(k.start())
+
+    kg_url = None
+    if args.skip_kg:
+        skipped["kernel_gateway"] = "--skip-kg given"
+    else:
+        try:
+            kg_python = ensure_kernel_gateway(log)
+            kg_url, kg_version = start_kernel_gateway(stack, kg_python, workdir)
+            results["kernel_gateway_version"] = kg_version
+        except Exception as exc:  # noqa: BLE001 - KG is a comparison, not the subject: report and go on
+            skipped["kernel_gateway"] = str(exc)
+            log(f"Kernel Gateway skipped: {exc}")
+
+    nb_client = stack.enter_context(httpx.Client(base_url=rt.url, timeout=60))
+    bare_client = stack.enter_context(httpx.Client(base_url=bare_url, timeout=60))
+    publish(nb_client)
+    server_ms: list[float] = []
+    subjects: dict[str, Callable[[], Any]] = {
+        "nbmesh": nbmesh_call(nb_client, server_ms),
+        "floor_http": bare_call(bare_client),
+        "floor_kernel_ipc": sync_of(loop, floor_kernels["ipc"].execute),
+        "floor_kernel_tcp": sync_of(loop, floor_kernels["tcp"].execute),
+    }
+    if kg_url:
+        kg_client = stack.enter_context(httpx.Client(base_url=kg_url, timeout=60))
+        subjects["kernel_gateway"] = kg_call(kg_client)
+
+    rounds = 5 if args.quick else 10
+    log(f"sequential: {n} calls each after {warmup} warm-up calls, in {rounds} interleaved rounds…")
+    results["load_average_before"] = os.getloadavg()
+    samples = interleaved(subjects, n, warmup, rounds=rounds)
+    results["load_average_after"] = os.getloadavg()
+    for name, s in samples.items():
+        results[name] = summary(s)
+    # duration_ms is the service's own clock around lease + kernel call: the rest is HTTP and routing.
+    results["nbmesh_server_duration"] = summary([ms / 1000 for ms in server_ms[-n:]])
+    for transport in ("ipc", "tcp"):
+        http, kern = results["floor_http"], results[f"floor_kernel_{transport}"]
+        results[f"floor_{transport}"] = {
+            "p50_ms": http["p50_ms"] + kern["p50_ms"],
+            "p95_ms": http["p95_ms"] + kern["p95_ms"],
+            "note": "sum of the parts' percentiles",
+        }
+    for k in floor_kernels.values():
+        loop.run_until_complete(k.stop())
+    stop_process_tree(rt.proc)
+
+    papermill_runs = 3 if args.quick else 10
+    log(f"papermill CLI: {papermill_runs} runs…")
+    results["papermill"] = bench_papermill(papermill_runs, workdir)
+
+    total = 80 if args.quick else 400
+    for pool in (1, 2):
+        log(f"throughput: {total} calls, 8 concurrent clients, pool size {pool}…")
+        rt_t = start_runtime(stack, workdir / f"store-pool{pool}", pool_size=pool)
+        with httpx.Client(base_url=rt_t.url, timeout=60) as c:
+            publish(c)
+        results[f"throughput_pool{pool}"] = loop.run_until_complete(throughput(rt_t.url, total, 8))
+        stop_process_tree(rt_t.proc)
+
+    nb50 = results["nbmesh"]["p50_ms"]
+    results["ratios"] = {
+        "nbmesh_over_floor_ipc": nb50 / results["floor_ipc"]["p50_ms"],
+        "nbmesh_over_floor_tcp": nb50 / results["floor_tcp"]["p50_ms"],
+        "papermill_over_nbmesh": results["papermill"]["p50_ms"] / nb50,
+        "kernel_gateway_over_nbmesh": results["kernel_gateway"]["p50_ms"] / nb50 if "kernel_gateway" in results else None,
+    }
+    results["skipped"] = skipped
+    return results
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [("what", "p50 ms", "p95 ms", "n")]
+
+    def add(label: str, key: str) -> None:
+        if key in r:
+            rows.append((label, f"{r[key]['p50_ms']:.2f}", f"{r[key]['p95_ms']:.2f}", str(r[key].get("n", ""))))
+
+    add("nbmesh invoke over HTTP (client)", "nbmesh")
+    add("  of which service duration_ms", "nbmesh_server_duration")
+    add("floor: bare Starlette JSON POST", "floor_http")
+    add("floor: execute_request, ipc", "floor_kernel_ipc")
+    add("floor: execute_request, tcp", "floor_kernel_tcp")
+    add("floor total, ipc (sum)", "floor_ipc")
+    add("floor total, tcp (sum)", "floor_tcp")
+    add("papermill CLI, whole process", "papermill")
+    add("Kernel Gateway notebook-http", "kernel_gateway")
+    width = max(len(row[0]) for row in rows)
+    lines = [f"{a:<{width}}  {b:>9}  {c:>9}  {d:>4}" for a, b, c, d in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    ratios = r["ratios"]
+    lines += [
+        "",
+        f"nbmesh p50 / floor p50 (ipc)     {ratios['nbmesh_over_floor_ipc']:8.2f}   target <= 1.5",
+        f"nbmesh p50 / floor p50 (tcp)     {ratios['nbmesh_over_floor_tcp']:8.2f}",
+        f"papermill p50 / nbmesh p50       {ratios['papermill_over_nbmesh']:8.1f}   target >= 100",
+    ]
+    kg = ratios["kernel_gateway_over_nbmesh"]
+    lines.append(
+        f"Kernel Gateway p50 / nbmesh p50  {kg:8.2f}" if kg is not None
+        else f"Kernel Gateway: skipped ({r['skipped'].get('kernel_gateway')})"
+    )
+    lines += ["", f"{'throughput, 8 concurrent clients':<34}  {'req/s':>7}  {'p50 ms':>8}  {'p95 ms':>8}  {'n':>4}"]
+    for pool in (1, 2):
+        t = r[f"throughput_pool{pool}"]
+        lines.append(f"{f'pool size {pool}':<34}  {t['req_per_s']:7.1f}  {t['p50_ms']:8.2f}  {t['p95_ms']:8.2f}  {t['n']:>4}")
+    before, after = r["load_average_before"], r["load_average_after"]
+    lines += ["", f"1-min load average around the sequential phase: {before[0]:.2f} → {after[0]:.2f} on {os.cpu_count()} CPUs"]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations: a smoke run in well under a minute")
+    parser.add_argument("--skip-kg", action="store_true", help="leave out Kernel Gateway (and its venv install)")
+    parser.add_argument("--budget", type=int, default=600, help="stop everything after this many seconds (default 600)")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return 0
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise Budget(f"the {args.budget} s budget ran out") if signum == signal.SIGALRM else KeyboardInterrupt
+
+    # Exceptions from these handlers unwind through the ExitStack, so nothing outlives the script.
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.alarm(args.budget)
+    started = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            results = run(args, stack, log)
+            log("stopping everything…")
+    except (Budget, KeyboardInterrupt) as exc:
+        log(f"stopped early: {str(exc) or 'interrupted (SIGINT or SIGTERM)'}; every process it started has been stopped")
+        return 1
+    finally:
+        signal.alarm(0)
+
+    results["meta"] = {
+        "command": " ".join([Path(sys.executable).as_posix(), *sys.argv]),
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "host": socket.gethostname(),
+        "quick": args.quick,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"invoke_latency-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"\n(wall {results['meta']['elapsed_s']} s; JSON in {out.relative_to(ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
