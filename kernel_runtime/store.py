@@ -67,26 +67,29 @@ class LocalStore(BlobStore):
         except OSError as exc:
             raise StoreUnavailable(f"Cannot read {key} from the store: {exc.strerror}.") from exc
 
-    def _write_temp(self, path: Path, data: bytes) -> str:
+    def _write_temp(self, path: Path, data: bytes, sync: bool) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         return tmp
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            os.replace(self._write_temp(path, data), path)
+            # No fsync: the rename alone keeps a process crash from leaving half a file, and an
+            # fsync per run record was measured to slow the next invocation (see bench/README.md).
+            os.replace(self._write_temp(path, data, sync=False), path)
         except OSError as exc:
             raise StoreUnavailable(f"Cannot write {key} to the store: {exc.strerror}.") from exc
 
     def create(self, key: str, data: bytes) -> bool:
         path = self._path(key)
         try:
-            tmp = self._write_temp(path, data)
+            tmp = self._write_temp(path, data, sync=True)
             try:
                 # link() is atomic and fails if the target exists: an exclusive, complete write.
                 os.link(tmp, path)
