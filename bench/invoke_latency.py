@@ -147,7 +147,9 @@ def _alive(pid: int) -> bool:
 
 
 def start_runtime(stack: contextlib.ExitStack, store: Path, pool_size: int) -> Runtime:
-    rt = Runtime(store=str(store), port=free_port(), args=["--pool-size", str(pool_size), "--log-level", "warning"])
+    # One product is measured, so it may use every kernel (the default cap keeps one free for others).
+    args = ["--pool-size", str(pool_size), "--max-concurrency", str(pool_size), "--log-level", "warning"]
+    rt = Runtime(store=str(store), port=free_port(), args=args)
     # Registered before start so a runtime that fails half-way up is still cleaned up.
     stack.callback(lambda: rt.proc is not None and stop_process_tree(rt.proc))
     rt.start(timeout=90)
