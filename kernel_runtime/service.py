@@ -160,10 +160,16 @@ class Service:
     async def _settle_unfinished(self) -> None:
         """Runs a stop left queued go back on the queue; runs it left running are failed."""
         for run in await self._io(self.repo.pending_runs):
-            if run.status == QUEUED and run.product in self.catalog:
+            if run.status == QUEUED and run.product in self.catalog and not self._background.full():
                 self._background.put_nowait(run)
                 continue
-            reason = "was running" if run.status == RUNNING else "was queued for a product no longer published"
+            if run.status == RUNNING:
+                reason = "was running"
+            elif run.product in self.catalog:
+                # Failing the excess keeps a restart possible after --queue-size was lowered.
+                reason = f"was queued beyond the background queue's bound of {self.settings.queue_size}"
+            else:
+                reason = "was queued for a product no longer published"
             run.status = FAILED
             run.finished_at = now_iso()
             run.error = {

@@ -108,9 +108,20 @@ def upstream_of(trigger_list: Any) -> list[str]:
     return sorted(names)
 
 
+def newest_versions(catalog: Mapping[str, Any]) -> list[tuple[str, int, tuple[dict[str, Any], ...]]]:
+    """(name, version, triggers) of each product's newest version, the one triggers run.
+
+    A version whose spec is still loading (mid-publish) is left out until it is loaded.
+    """
+    return [
+        (name, entry.latest, entry.specs[entry.latest].triggers)
+        for name, entry in sorted(catalog.items())
+        if entry.latest in entry.specs
+    ]
+
+
 def latest_triggers(catalog: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], ...]]:
-    """Each published product's triggers, from its newest version (the one triggers run)."""
-    return {name: entry.specs[entry.latest].triggers for name, entry in catalog.items() if entry.latest in entry.specs}
+    return {name: trigs for name, _, trigs in newest_versions(catalog)}
 
 
 def downstream_of(name: str, subscriptions: Mapping[str, Any]) -> list[str]:
@@ -262,12 +273,12 @@ class Triggers:
 
     # events -----------------------------------------------------------------------
     def subscribers(self, topic: str) -> list[tuple[str, int, dict[str, Any]]]:
-        found = []
-        for name, entry in sorted(self.service.catalog.items()):
-            for trig in entry.specs[entry.latest].triggers:
-                if trig.get("event") == topic:
-                    found.append((name, entry.latest, trig))
-        return found
+        return [
+            (name, version, trig)
+            for name, version, trigs in newest_versions(self.service.catalog)
+            for trig in trigs
+            if trig.get("event") == topic
+        ]
 
     async def emit(self, topic: str, payload: dict[str, Any]) -> list[Run]:
         """Publish an event: queue a run of every subscribed product, or none when the queue has no room."""
@@ -326,14 +337,15 @@ class Triggers:
     async def tick(self) -> None:
         """Start every schedule whose due time has come, once across all replicas sharing the store."""
         now = self.clock.now()
-        live = {}
-        for name, entry in self.service.catalog.items():
-            for trig in entry.specs[entry.latest].triggers:
-                if "schedule" in trig:
-                    live[(name, schedule_id(trig))] = (entry, trig)
+        live = {
+            (name, schedule_id(trig)): (version, trig)
+            for name, version, trigs in newest_versions(self.service.catalog)
+            for trig in trigs
+            if "schedule" in trig
+        }
         for key in set(self._cursors) - set(live):
             del self._cursors[key]
-        for (name, sid), (entry, trig) in live.items():
+        for (name, sid), (version, trig) in live.items():
             due = latest_due(trig["schedule"], trig.get("timezone", "UTC"), now)
             cursor = self._cursors.get((name, sid))
             if cursor is None:
@@ -344,7 +356,7 @@ class Triggers:
             # Only the newest missed due time runs: downtime yields one catch-up run, not a flood.
             if await asyncio.to_thread(self.service.repo.claim_schedule, name, sid, due):
                 trigger = {"kind": "schedule", "schedule": trig["schedule"], "due": _iso(due)}
-                await self._start_scheduled(name, entry.latest, trig, trigger)
+                await self._start_scheduled(name, version, trig, trigger)
             self._cursors[(name, sid)] = due
         self._ticked = True
 

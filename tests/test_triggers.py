@@ -297,7 +297,8 @@ def test_sigkill_with_runs_queued_and_running_then_restart(fresh_runtime, tmp_pa
         assert "queued" in statuses and "running" in statuses
     rt.kill()
 
-    rt = fresh_runtime("--pool-size", "2", store=store)
+    # A smaller queue than before the crash: the excess is failed, not a reason to refuse to start.
+    rt = fresh_runtime("--pool-size", "2", "--queue-size", "2", store=store)
     with rt.client() as http:
         def settled():
             runs = [http.get(f"/api/runs/{i}").json() for i in ids]
@@ -309,7 +310,8 @@ def test_sigkill_with_runs_queued_and_running_then_restart(fresh_runtime, tmp_pa
                 assert run["error"]["ename"] == "RuntimeStopped", run
             else:
                 assert run["status"] == "succeeded"
-        assert sum(r["status"] == "succeeded" for r in runs) >= 3  # the queued ones ran after the restart
+        assert sum(r["status"] == "succeeded" for r in runs) == 2  # re-queued up to the bound, then run
+        assert any("beyond the background queue's bound of 2" in (r["error"] or {}).get("evalue", "") for r in runs)
 
 
 def test_example_weather_pipeline(fresh_runtime, tmp_path):
