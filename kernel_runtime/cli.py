@@ -7,7 +7,6 @@ exit status 1, never a traceback.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import NbmeshError
+from .security import is_loopback
 
 app = typer.Typer(
     add_completion=False,
@@ -82,15 +82,6 @@ def _parse_pairs(args: list[str], types: dict[str, str] | None = None) -> dict[s
     return params
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @app.command()
 def serve(
     store: Optional[str] = typer.Option(None, "--store", help="Store: a folder or s3://bucket/prefix (default: NBMESH_STORE, else .nbmesh/store)."),
@@ -114,7 +105,7 @@ def serve(
     from .service import Service, Settings
     from .store import open_store
 
-    if not token and not _is_loopback(host):
+    if not token and not is_loopback(host):
         fail(f"Refusing to serve on {host} without a token: pass --token or set NBMESH_TOKEN.")
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     blob_store = _run_cli(lambda: open_store(store))

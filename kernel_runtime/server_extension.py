@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ipaddress
 import json
 import os
 import signal
@@ -36,19 +35,11 @@ from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Unicode, default
 
 from .client import DEFAULT_URL
+from .security import is_loopback
 
 _FALSE = {"0", "false", "no", "off"}
 # Headers of the runtime's answer worth passing on; hop-by-hop ones are tornado's business.
 _PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Location")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RuntimeConnection:
@@ -98,7 +89,7 @@ class RuntimeConnection:
                 self.error = f"No nbmesh runtime answers at {self.url}, and starting one is switched off (NbmeshLab.start_runtime)."
                 return False
             host = urlsplit(self.url).hostname or ""
-            if not _is_loopback(host):
+            if not is_loopback(host):
                 self.error = f"No nbmesh runtime answers at {self.url}; only a runtime on this machine can be started from here."
                 return False
             self._start()
