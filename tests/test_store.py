@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -97,6 +98,10 @@ def seaweed(tmp_path_factory) -> Iterator[SeaweedFS]:
     server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
     yield server
     server.kill()
+    # weed also listens on unix sockets named after its ports, which a killed weed leaves behind.
+    for port in [*server.ports.values(), *server.grpc.values()]:
+        for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+            sock.unlink(missing_ok=True)
 
 
 class LocalBackend:
