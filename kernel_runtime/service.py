@@ -20,7 +20,6 @@ from . import executor
 from .errors import (
     ExecutionTimeout,
     InvalidNotebook,
-    InvalidRequest,
     KernelDied,
     KernelError,
     NbmeshError,
@@ -47,7 +46,6 @@ HTTP_TRIGGER = {"kind": "http"}
 class Settings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     queue_size: int = 1000
-    recent_runs: int = 1000  # finished runs kept in memory for fast reads
     max_concurrency: int | None = None  # kernels one product may hold; None: all but one
     grace: float = 30.0  # seconds running background runs get to finish when the runtime stops
     keep_runs: int | None = None  # runs kept per product in the store; None: all

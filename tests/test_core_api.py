@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 
 from tests.conftest import NOTEBOOKS, make_notebook, unique
 

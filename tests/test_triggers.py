@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import httpx
-import pytest
 
 from tests.conftest import ROOT, make_notebook, unique
 
