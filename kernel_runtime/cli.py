@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.table import Table
 
 from .errors import NbmeshError
@@ -36,7 +37,8 @@ PAIRS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Text, not markup: messages quote user input and lists like "[1, 2]" that rich would eat.
+    err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -46,16 +48,20 @@ def _client(url: str | None, token: str | None):
     return Client(url=url, token=token)
 
 
+def _describe(detail: Any) -> str:
+    if not isinstance(detail, dict):
+        return str(detail)
+    text = detail.get("message", json.dumps(detail))
+    return f"cell {detail['cell']}: {text}" if detail.get("cell") is not None else text
+
+
 def _run_cli(fn):
-    """Call ``fn``; nbmesh errors become one line on stderr (plus their details)."""
+    """Call ``fn``; an nbmesh error becomes one line on stderr, its details joined into it."""
     try:
         return fn()
     except NbmeshError as exc:
-        for detail in exc.details:
-            text = detail.get("message", json.dumps(detail)) if isinstance(detail, dict) else str(detail)
-            where = f"cell {detail['cell']}: " if isinstance(detail, dict) and detail.get("cell") is not None else ""
-            err.print(f"  - {where}{text}", highlight=False, soft_wrap=True)
-        fail(exc.message)
+        details = "; ".join(_describe(d) for d in exc.details)
+        fail(f"{exc.message} {details}" if details else exc.message)
 
 
 def _pairs(args: list[str]) -> list[tuple[str, str]]:
@@ -162,7 +168,12 @@ def publish(
     with _client(url, token) as client:
         for path in notebooks:
             product = _run_cli(lambda: client.publish(path, name=name))
-            out.print(f"published [bold]{product['name']}[/] version {product['version']}: POST {client.url}{product['invoke_url']}", highlight=False)
+            out.print(
+                f"published {product['name']} version {product['version']}: POST {client.url}{product['invoke_url']}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 @app.command(context_settings=PAIRS)
@@ -178,8 +189,6 @@ def invoke(
         run = _run_cli(lambda: client.run(name, **_parse_pairs(ctx.args, types)))
     if run["status"] != "succeeded":
         error = run.get("error") or {}
-        for line in error.get("traceback") or []:
-            err.print(line, highlight=False, markup=False)
         fail(f"run {run['run_id']} {run['status']}: {error.get('ename')}: {error.get('evalue')}")
     sys.stdout.write(json.dumps(run["result"], indent=2) + "\n")
 
@@ -223,7 +232,7 @@ def emit(
     """Publish an event; products subscribed to its topic run. Payload: -p KEY VALUE ..."""
     with _client(url, token) as client:
         answer = _run_cli(lambda: client.emit(topic, _parse_pairs(ctx.args)))
-    out.print(f"event {answer['topic']}: {len(answer['runs'])} run(s) {' '.join(answer['runs'])}", highlight=False)
+    out.print(f"event {answer['topic']}: {len(answer['runs'])} run(s) {' '.join(answer['runs'])}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -1,0 +1,83 @@
+"""The `nbmesh` command line (CONTRACT section 4) against a real runtime."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import free_port, make_notebook, unique
+
+
+def nbmesh(*args: str, url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NBMESH_URL": url, "COLUMNS": "200"}
+    env.pop("NBMESH_TOKEN", None)
+    return subprocess.run([sys.executable, "-m", "kernel_runtime", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def notebook_file(tmp_path):
+    def write(cells, filename="my_product.ipynb", **meta):
+        path = tmp_path / filename
+        path.write_text(json.dumps(make_notebook(cells, **meta)))
+        return path
+
+    return write
+
+
+CELLS = [("parameters", 'region: str = "EU"  # sales region\nn: int = 2\nitems: list = []'), ("output", "{'region': region, 'n': n, 'items': items}")]
+
+
+def test_publish_names_from_flag_metadata_or_stem(runtime, notebook_file):
+    by_stem = nbmesh("publish", str(notebook_file(CELLS, filename="sales_summary.ipynb")), url=runtime.url)
+    assert by_stem.returncode == 0, by_stem.stderr
+    assert "published sales-summary version" in by_stem.stdout
+    name = unique("meta")
+    by_meta = nbmesh("publish", str(notebook_file(CELLS, name=name)), url=runtime.url)
+    assert f"published {name} version 1" in by_meta.stdout
+    flagged = unique("flag")
+    by_flag = nbmesh("publish", str(notebook_file(CELLS)), "--name", flagged, url=runtime.url)
+    assert f"published {flagged} version 1" in by_flag.stdout
+
+
+def test_invoke_types_values_by_the_schema(runtime, notebook_file):
+    name = unique("cli")
+    nbmesh("publish", str(notebook_file(CELLS)), "--name", name, url=runtime.url)
+    done = nbmesh("invoke", name, "-p", "region", "2024", "-p", "n", "5", "-p", "items", '["a", 1]', url=runtime.url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"region": "2024", "n": 5, "items": ["a", 1]}
+
+
+def test_errors_are_one_line_with_nonzero_exit(runtime, notebook_file):
+    name = unique("cli")
+    nbmesh("publish", str(notebook_file(CELLS + [("", "raise ValueError('no [data] here')")])), "--name", name, url=runtime.url)
+    cases = [
+        nbmesh("publish", str(notebook_file(CELLS[:1])), "--name", unique("bad"), url=runtime.url),
+        nbmesh("invoke", name, "-p", "n", "many", url=runtime.url),
+        nbmesh("invoke", name, url=runtime.url),
+        nbmesh("invoke", "no-such-product", url=runtime.url),
+        nbmesh("runs", "no-such-product", url=runtime.url),
+        nbmesh("publish", "/nonexistent.ipynb", url=runtime.url),
+        nbmesh("list", url=f"http://127.0.0.1:{free_port()}"),
+    ]
+    for proc in cases:
+        assert proc.returncode != 0, proc
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert "output" in cases[0].stderr
+    assert "must be int" in cases[1].stderr
+    assert "ValueError: no [data] here" in cases[2].stderr
+
+
+def test_list_and_runs(runtime, notebook_file):
+    name = unique("cli")
+    nbmesh("publish", str(notebook_file(CELLS)), "--name", name, url=runtime.url)
+    nbmesh("invoke", name, url=runtime.url)
+    listed = nbmesh("list", url=runtime.url)
+    assert listed.returncode == 0 and name in listed.stdout
+    runs = nbmesh("runs", name, "--limit", "5", url=runtime.url)
+    assert runs.returncode == 0 and "succeeded" in runs.stdout
