@@ -100,6 +100,7 @@ def serve(
     keep_runs: Optional[int] = typer.Option(None, "--keep-runs", min=1, help="Keep only each product's newest N runs in the store (default: all)."),
     grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds running runs get to finish on SIGTERM."),
     queue_size: int = typer.Option(1000, "--queue-size", min=1, help="Background runs that may wait; beyond it 503."),
+    catalog_sync: float = typer.Option(10.0, "--catalog-sync", min=0.1, help="Seconds between re-reads of the store's catalog (replicas sharing a store)."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the runtime: a pool of warm kernels behind the HTTP API."""
@@ -120,8 +121,9 @@ def serve(
         max_concurrency=max_concurrency,
         keep_runs=keep_runs,
         grace=grace,
+        queue_size=queue_size,
+        catalog_sync=catalog_sync,
     )
-    settings.queue_size = queue_size
     service = Service(Repository(blob_store), settings)
     ready = [0]
 

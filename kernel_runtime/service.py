@@ -49,6 +49,7 @@ class Settings:
     max_concurrency: int | None = None  # kernels one product may hold; None: all but one
     grace: float = 30.0  # seconds running background runs get to finish when the runtime stops
     keep_runs: int | None = None  # runs kept per product in the store; None: all
+    catalog_sync: float = 10.0  # seconds between re-reads of the catalog, for replicas sharing a store
 
     @property
     def product_concurrency(self) -> int:
@@ -103,6 +104,7 @@ class Service:
             self.listeners.append(retention.note)
             self._tasks.append(asyncio.create_task(retention.run()))
         self._tasks.append(asyncio.create_task(self.triggers.run_scheduler()))
+        self._tasks.append(asyncio.create_task(self._sync_catalog()))
         await self._prewarm_all()
 
     def begin_stop(self) -> None:
@@ -133,17 +135,33 @@ class Service:
         await self.pool.close()
 
     async def _load_catalog(self) -> None:
-        for name in await self._io(self.repo.product_names):
-            await self._refresh_entry(name)
+        """Read the catalog from the store; a product whose stored record is broken is skipped, not fatal."""
+        names = set(await self._io(self.repo.product_names))
+        for name in names | set(self.catalog):
+            try:
+                await self._refresh_entry(name)
+            except NbmeshError as exc:
+                log.error("product %s cannot be loaded from the store: %s %s", name, exc.message, exc.details)
+
+    async def _sync_catalog(self) -> None:
+        """Pick up what other replicas sharing the store published or unpublished."""
+        while True:
+            await asyncio.sleep(self.settings.catalog_sync)
+            try:
+                await self._load_catalog()
+            except NbmeshError as exc:
+                log.warning("catalog sync skipped: %s", exc.message)
 
     async def _refresh_entry(self, name: str) -> CatalogEntry | None:
         versions = await self._io(self.repo.versions, name)
         if not versions:
             self.catalog.pop(name, None)
             return None
-        entry = self.catalog.setdefault(name, CatalogEntry(versions=versions))
+        entry = self.catalog.get(name) or CatalogEntry(versions=versions)
+        # Loaded before it is listed: a version that cannot be read never reaches the catalog.
+        await self._load_version(name, entry, versions[-1])
         entry.versions = versions
-        await self._load_version(name, entry, entry.latest)
+        self.catalog[name] = entry
         return entry
 
     async def _load_version(self, name: str, entry: CatalogEntry, version: int) -> ProductSpec:

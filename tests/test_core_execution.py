@@ -171,3 +171,36 @@ def test_store_files_are_whole_json(fresh_runtime, tmp_path):
     for path in files:
         json.loads(path.read_text())
     assert not [p for p in store.rglob(".tmp-*")]
+
+
+def test_replicas_sharing_a_store_see_each_others_publishes(fresh_runtime, tmp_path):
+    store = str(tmp_path / "shared")
+    a = fresh_runtime("--pool-size", "1", "--catalog-sync", "0.3", store=store)
+    b = fresh_runtime("--pool-size", "1", "--catalog-sync", "0.3", store=store)
+    with a.client() as on_a, b.client() as on_b:
+        name = publish(on_a, ECHO)
+        for _ in range(100):
+            if on_b.get(f"/api/products/{name}").status_code == 200:
+                break
+            time.sleep(0.1)
+        assert invoke(on_b, name, s="via b")["result"]["s"] == "via b"
+        assert on_b.delete(f"/api/products/{name}").status_code == 204
+        for _ in range(100):
+            if on_a.get(f"/api/products/{name}").status_code == 404:
+                break
+            time.sleep(0.1)
+        assert on_a.get(f"/api/products/{name}").status_code == 404
+
+
+def test_a_broken_stored_product_does_not_stop_the_runtime(fresh_runtime, tmp_path):
+    store = tmp_path / "broken"
+    rt = fresh_runtime("--pool-size", "1", store=str(store))
+    with rt.client() as http:
+        good = publish(http, ECHO)
+        bad = publish(http, ECHO)
+    rt.stop()
+    (store / "products" / bad / "versions" / "00000001.json").write_text("{half a record")
+    rt2 = fresh_runtime("--pool-size", "1", store=str(store))
+    with rt2.client() as http:
+        assert invoke(http, good, s="still here")["result"]["s"] == "still here"
+        assert http.get(f"/api/products/{bad}").status_code == 404
