@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import logging
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
@@ -37,6 +38,8 @@ from .metrics import Metrics
 from .openapi import OpenAPI
 from .records import SUCCEEDED, TIMED_OUT, Run
 from .service import Service
+
+log = logging.getLogger("nbmesh.api")
 
 MIB = 1024 * 1024
 NOTEBOOK_LIMIT = 16 * MIB
@@ -212,6 +215,12 @@ async def _nbmesh_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Even a bug answers with the contract's error body, never a bare text page.
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": f"The runtime failed unexpectedly: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
 
@@ -251,7 +260,7 @@ def create_app(service: Service, token: str | None = None, on_kernel_ready=None)
     app = Starlette(
         routes=ROUTES,
         middleware=[Middleware(TokenMiddleware, token=token)],
-        exception_handlers={NbmeshError: _nbmesh_error, 404: _not_found, 405: _method_not_allowed},
+        exception_handlers={NbmeshError: _nbmesh_error, Exception: _unexpected, 404: _not_found, 405: _method_not_allowed},
         lifespan=lifespan,
     )
     app.state.service = service

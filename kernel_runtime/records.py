@@ -44,11 +44,6 @@ class Run:
         # Shallow on purpose: asdict() would deep-copy the result on the hot path.
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Run":
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
-
 
 @dataclass(frozen=True)
 class StoredVersion:

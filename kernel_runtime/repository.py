@@ -16,15 +16,18 @@ from a worker thread.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import CorruptRecord, VersionConflict
 from .records import Run, StoredVersion, now_iso
 from .store import BlobStore
 
+log = logging.getLogger("nbmesh.store")
 _MAX_STAMP = 10**19
+T = TypeVar("T", Run, StoredVersion)
 _DUE_FORMAT = "%Y%m%dT%H%M%SZ"
 _KEPT_CLAIMS = 3
 
@@ -38,6 +41,17 @@ def _load(key: str, blob: bytes) -> Any:
         return json.loads(blob)
     except ValueError as exc:
         raise CorruptRecord(f"Stored object {key} is not valid JSON: {exc}.") from exc
+
+
+def _load_record(key: str, blob: bytes, cls: type[T]) -> T:
+    """A record dataclass from its stored JSON; a wrong shape is a CorruptRecord naming the key."""
+    data = _load(key, blob)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, found {type(data).__name__}")
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+    except TypeError as exc:
+        raise CorruptRecord(f"Stored object {key} is not a valid {cls.__name__} record: {exc}.") from exc
 
 
 class Repository:
@@ -72,8 +86,7 @@ class Repository:
         blob = self.store.get(key)
         if blob is None:
             return None
-        data = _load(key, blob)
-        return StoredVersion(**data)
+        return _load_record(key, blob, StoredVersion)
 
     def add_version(self, name: str, notebook: dict[str, Any], attempts: int = 20) -> StoredVersion:
         """Store ``notebook`` as the next version; concurrent publishers get distinct numbers."""
@@ -105,20 +118,29 @@ class Repository:
     def get_run(self, run_id: str) -> Run | None:
         key = f"runs/{run_id}.json"
         blob = self.store.get(key)
-        return Run.from_json(_load(key, blob)) if blob else None
+        return _load_record(key, blob, Run) if blob else None
 
     def get_run_notebook(self, run_id: str) -> dict[str, Any] | None:
         key = f"runs/{run_id}.ipynb"
         blob = self.store.get(key)
         return _load(key, blob) if blob else None
 
-    def list_runs(self, name: str, limit: int) -> list[Run]:
+    def _readable_runs(self, run_ids: list[str]) -> list[Run]:
+        """The runs that can be read; a corrupt record is logged and left in place, not fatal to the list."""
         runs = []
-        for key in self.store.list(f"product-runs/{name}/")[:limit]:
-            run = self.get_run(key.rsplit("-", 1)[1])
+        for run_id in run_ids:
+            try:
+                run = self.get_run(run_id)
+            except CorruptRecord as exc:
+                log.error("%s", exc.message)
+                continue
             if run is not None:
                 runs.append(run)
         return runs
+
+    def list_runs(self, name: str, limit: int) -> list[Run]:
+        keys = self.store.list(f"product-runs/{name}/")[:limit]
+        return self._readable_runs([key.rsplit("-", 1)[1] for key in keys])
 
     def prune_runs(self, name: str, keep: int) -> int:
         """Delete all but the newest ``keep`` runs of ``name`` (never unfinished ones); how many went."""
@@ -135,8 +157,7 @@ class Repository:
         return pruned
 
     def pending_runs(self) -> list[Run]:
-        runs = [self.get_run(key.split("/", 1)[1]) for key in self.store.list("pending/")]
-        return [r for r in runs if r is not None]
+        return self._readable_runs([key.split("/", 1)[1] for key in self.store.list("pending/")])
 
     # schedules ----------------------------------------------------------------
     def claim_schedule(self, name: str, schedule_id: str, due: datetime) -> bool:

@@ -446,8 +446,9 @@ class Service:
         name, _ = parse_ref(ref)
         if name not in self.catalog and not await self._io(self.repo.list_runs, name, 1):
             raise NotFound(f"No product named {name!r} is published.")
-        stored = await self._io(self.repo.list_runs, name, limit)
+        # Unsaved runs first: one the writer saves while the store is read is then in one list or both.
         fresh = [run for run, _ in self._unsaved.values() if run.product == name]
+        stored = await self._io(self.repo.list_runs, name, limit)
         seen = {r.run_id for r in fresh}
         runs = fresh + [r for r in stored if r.run_id not in seen]
         runs.sort(key=lambda r: r.created_at, reverse=True)

@@ -204,3 +204,25 @@ def test_a_broken_stored_product_does_not_stop_the_runtime(fresh_runtime, tmp_pa
     with rt2.client() as http:
         assert invoke(http, good, s="still here")["result"]["s"] == "still here"
         assert http.get(f"/api/products/{bad}").status_code == 404
+
+
+def test_corrupt_run_records_are_reported_and_harm_nothing_else(fresh_runtime, tmp_path):
+    store = tmp_path / "corrupt"
+    rt = fresh_runtime("--pool-size", "1", store=str(store))
+    with rt.client() as http:
+        name = publish(http, ECHO)
+        first, second = (invoke(http, name, s=s)["run_id"] for s in ("one", "two"))
+        queued = http.post(f"/api/products/{name}/runs", json={"s": "q"}).json()["run_id"]
+        time.sleep(1)
+    rt.stop()
+    (store / "runs" / f"{first}.json").write_text('["not", "a", "run"]')
+    (store / "runs" / f"{queued}.json").write_text("{torn")
+    (store / "pending" / queued).write_text("")
+    rt2 = fresh_runtime("--pool-size", "1", store=str(store))
+    with rt2.client() as http:
+        broken = http.get(f"/api/runs/{first}")
+        assert broken.status_code == 500 and f"runs/{first}.json" in broken.json()["error"]
+        assert http.get(f"/api/runs/{second}").json()["result"]["s"] == "two"
+        listed = [r["run_id"] for r in http.get(f"/api/products/{name}/runs").json()["runs"]]
+        assert second in listed and first not in listed
+        assert (store / "runs" / f"{first}.json").read_text() == '["not", "a", "run"]'
