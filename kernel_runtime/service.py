@@ -105,7 +105,8 @@ class Service:
             self._tasks.append(asyncio.create_task(retention.run()))
         self._tasks.append(asyncio.create_task(self.triggers.run_scheduler()))
         self._tasks.append(asyncio.create_task(self._sync_catalog()))
-        await self._prewarm_all()
+        # Serving starts once the kernels answer; preparing products (setup may be slow) goes on meanwhile.
+        self._spawn(self._prewarm_all())
 
     def begin_stop(self) -> None:
         """From now on no background run starts; queued ones stay persisted for the next start."""
