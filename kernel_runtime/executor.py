@@ -22,6 +22,7 @@ from queue import Empty
 from typing import Any
 
 import nbformat
+import papermill
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from papermill.parameterize import parameterize_notebook
 
@@ -169,6 +170,8 @@ def record_notebook(
         end_time=run.get("finished_at"),
         duration=(run.get("duration_ms") or 0) / 1000,
         exception=bool(error),
+        environment_variables={},
+        version=papermill.__version__,
     )
     nb.metadata["nbmesh_run"] = {k: run[k] for k in ("run_id", "product", "version", "status", "trigger")}
     return nb

@@ -181,6 +181,13 @@ def test_background_run_and_run_notebook(http):
     injected = nb["cells"][tags.index(["injected-parameters"])]
     assert "x = 5" in "".join(injected["source"])
     assert nb["metadata"]["papermill"]["parameters"] == {"x": 5, "region": "EU"}
+    # The keys papermill itself writes, so tools that read papermill output read ours.
+    for key in ("default_parameters", "duration", "end_time", "environment_variables", "exception",
+                "input_path", "output_path", "parameters", "start_time", "version"):
+        assert key in nb["metadata"]["papermill"], key
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "injected-parameters" not in cell["metadata"]["tags"]:
+            assert cell["metadata"]["papermill"]["status"] == "completed"
     assert any("computing EU" in o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []))
     output_cell = next(c for c in nb["cells"] if "output" in c["metadata"].get("tags", []))
     assert output_cell["outputs"][0]["output_type"] == "execute_result"
