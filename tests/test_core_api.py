@@ -6,7 +6,7 @@ import json
 import time
 
 
-from tests.conftest import NOTEBOOKS, make_notebook, unique
+from tests.conftest import NOTEBOOKS, make_notebook, unique, wait_for
 
 SIMPLE = [
     ("parameters", 'x: int = 3  # a number\nregion = "EU"  # sales region'),
@@ -169,11 +169,7 @@ def test_background_run_and_run_notebook(http):
     r = http.post(f"/api/products/{name}/runs", json={"x": 5})
     assert r.status_code == 202 and r.json()["status"] == "queued"
     run_id = r.json()["run_id"]
-    for _ in range(200):
-        run = http.get(f"/api/runs/{run_id}").json()
-        if run["status"] not in ("queued", "running"):
-            break
-        time.sleep(0.05)
+    run = wait_for(lambda: (r := http.get(f"/api/runs/{run_id}").json())["status"] not in ("queued", "running") and r)
     assert run["status"] == "succeeded" and run["result"]["y"] == 10
     nb = http.get(f"/api/runs/{run_id}/notebook").json()
     tags = [c["metadata"].get("tags", []) for c in nb["cells"]]

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import make_notebook, unique
+from tests.conftest import make_notebook, unique, wait_for
 
 ECHO = [("parameters", 's = ""  # any text'), ("output", "{'s': s, 'len': len(s)}")]
 
@@ -149,11 +149,7 @@ def test_restart_keeps_products_and_runs_and_settles_unfinished(fresh_runtime, t
         assert http.get(f"/api/runs/{done['run_id']}/notebook").status_code == 200
         stopped = http.get(f"/api/runs/{running}").json()
         assert stopped["status"] == "failed" and stopped["error"]["ename"] == "RuntimeStopped"
-        for _ in range(100):
-            resumed = http.get(f"/api/runs/{queued}").json()
-            if resumed["status"] == "succeeded":
-                break
-            time.sleep(0.1)
+        resumed = wait_for(lambda: (r := http.get(f"/api/runs/{queued}").json())["status"] == "succeeded" and r, what="the queued run")
         assert resumed["result"]["s"] == "later"
         assert invoke(http, name, s="again")["result"]["s"] == "again"
 
@@ -179,17 +175,10 @@ def test_replicas_sharing_a_store_see_each_others_publishes(fresh_runtime, tmp_p
     b = fresh_runtime("--pool-size", "1", "--catalog-sync", "0.3", store=store)
     with a.client() as on_a, b.client() as on_b:
         name = publish(on_a, ECHO)
-        for _ in range(100):
-            if on_b.get(f"/api/products/{name}").status_code == 200:
-                break
-            time.sleep(0.1)
+        wait_for(lambda: on_b.get(f"/api/products/{name}").status_code == 200, 10, "replica b to see the publish")
         assert invoke(on_b, name, s="via b")["result"]["s"] == "via b"
         assert on_b.delete(f"/api/products/{name}").status_code == 204
-        for _ in range(100):
-            if on_a.get(f"/api/products/{name}").status_code == 404:
-                break
-            time.sleep(0.1)
-        assert on_a.get(f"/api/products/{name}").status_code == 404
+        wait_for(lambda: on_a.get(f"/api/products/{name}").status_code == 404, 10, "replica a to see the unpublish")
 
 
 def test_a_broken_stored_product_does_not_stop_the_runtime(fresh_runtime, tmp_path):

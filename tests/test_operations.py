@@ -18,7 +18,7 @@ from kernel_runtime import openapi as openapi_module
 from kernel_runtime.repository import Repository
 from kernel_runtime.service import Service
 from kernel_runtime.store import LocalStore
-from tests.conftest import ROOT, make_notebook, unique
+from tests.conftest import ROOT, make_notebook, unique, wait_for
 
 sys.path.insert(0, str(ROOT / "bench"))
 import load  # noqa: E402  (bench/load.py: the same load the benchmark reports)
@@ -136,13 +136,6 @@ def processes_in(sessions: set[int]) -> list[int]:
     return found
 
 
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_sigterm_finishes_in_flight_runs_keeps_queued_ones_and_leaves_no_kernel(fresh_runtime, tmp_path):

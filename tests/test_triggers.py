@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, make_notebook, unique
+from tests.conftest import ROOT, make_notebook, unique, wait_for
 
 FINAL = {"succeeded", "failed", "timed_out"}
 
@@ -36,14 +36,6 @@ class TestClock:
         return {"NBMESH_CLOCK_FILE": str(self.path)}
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def runs_of(http: httpx.Client, name: str) -> list[dict[str, Any]]:
