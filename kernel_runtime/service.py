@@ -76,6 +76,7 @@ class Service:
         self.settings = settings or Settings()
         self.pool = KernelPool(self.settings.pool)
         self.catalog: dict[str, CatalogEntry] = {}
+        self._catalog_lock = asyncio.Lock()
         self._unsaved: dict[str, tuple[Run, dict[str, Any] | None]] = {}
         self._writes: asyncio.Queue[tuple[Run, Callable[[], dict[str, Any]] | None, bool]] = asyncio.Queue()
         self._background: asyncio.Queue[Run] = asyncio.Queue(maxsize=self.settings.queue_size)
@@ -154,16 +155,18 @@ class Service:
                 log.warning("catalog sync skipped: %s", exc.message)
 
     async def _refresh_entry(self, name: str) -> CatalogEntry | None:
-        versions = await self._io(self.repo.versions, name)
-        if not versions:
-            self.catalog.pop(name, None)
-            return None
-        entry = self.catalog.get(name) or CatalogEntry(versions=versions)
-        # Loaded before it is listed: a version that cannot be read never reaches the catalog.
-        await self._load_version(name, entry, versions[-1])
-        entry.versions = versions
-        self.catalog[name] = entry
-        return entry
+        # One refresh at a time: a listing read before a racing publish must not land after it.
+        async with self._catalog_lock:
+            versions = await self._io(self.repo.versions, name)
+            if not versions:
+                self.catalog.pop(name, None)
+                return None
+            entry = self.catalog.get(name) or CatalogEntry(versions=versions)
+            # Loaded before it is listed: a version that cannot be read never reaches the catalog.
+            await self._load_version(name, entry, versions[-1])
+            entry.versions = versions
+            self.catalog[name] = entry
+            return entry
 
     async def _load_version(self, name: str, entry: CatalogEntry, version: int) -> ProductSpec:
         if version not in entry.specs:
@@ -270,8 +273,9 @@ class Service:
         entry = self.catalog.get(name)
         if entry is None:
             raise NotFound(f"No product named {name!r} is published.")
-        await self._io(self.repo.unpublish, name, entry.latest)
-        self.catalog.pop(name, None)
+        async with self._catalog_lock:
+            await self._io(self.repo.unpublish, name, entry.latest)
+            self.catalog.pop(name, None)
 
     # runs ---------------------------------------------------------------------
     async def invoke(self, ref: str, params: Any, trigger: dict[str, Any] = HTTP_TRIGGER) -> Run:
