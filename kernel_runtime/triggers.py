@@ -303,6 +303,10 @@ class Triggers:
             return self.service.refuse(name, version, params, trigger, exc)
 
     def _on_run_finished(self, run: Run) -> None:
+        # Called on the invoke path before the answer: defer the catalog scan past it.
+        asyncio.get_running_loop().call_soon(self._publish_finished, run)
+
+    def _publish_finished(self, run: Run) -> None:
         outcome = "succeeded" if run.status == SUCCEEDED else "failed"
         payload: dict[str, Any] = {"run_id": run.run_id, "product": run.product, "version": run.version}
         if run.status == SUCCEEDED:
