@@ -27,7 +27,7 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from papermill.parameterize import parameterize_notebook
 
 from .errors import ExecutionTimeout, KernelDied, KernelError
-from .product import ProductSpec
+from .product import Cell, ProductSpec
 
 POLL_INTERVAL = 0.1
 REPLY_EXPR = "__nbmesh__.reply"
@@ -97,9 +97,14 @@ def _parse_reply(content: dict[str, Any]) -> Report:
     return Report(cells=payload["cells"], error=payload.get("error"), result=payload.get("result"))
 
 
+def _cells_json(cells: tuple[Cell, ...]) -> list[dict[str, Any]]:
+    return [{"index": c.index, "role": c.role, "source": c.source} for c in cells]
+
+
 def runner_spec(spec: ProductSpec, max_output: int) -> str:
-    cells = lambda cs: [{"index": c.index, "role": c.role, "source": c.source} for c in cs]  # noqa: E731
-    return json.dumps({"setup_cells": cells(spec.setup_cells), "run_cells": cells(spec.run_cells), "max_output": max_output})
+    return json.dumps(
+        {"setup_cells": _cells_json(spec.setup_cells), "run_cells": _cells_json(spec.run_cells), "max_output": max_output}
+    )
 
 
 async def prepare(

@@ -136,8 +136,6 @@ def processes_in(sessions: set[int]) -> list[int]:
     return found
 
 
-
-
 def test_sigterm_finishes_in_flight_runs_keeps_queued_ones_and_leaves_no_kernel(fresh_runtime, tmp_path):
     store = str(tmp_path / "graceful")
     rt = fresh_runtime("--pool-size", "2", "--grace", "20", store=store)
