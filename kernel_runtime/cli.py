@@ -93,7 +93,11 @@ def serve(
     store: Optional[str] = typer.Option(None, "--store", help="Store: a folder or s3://bucket/prefix (default: NBMESH_STORE, else .nbmesh/store)."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8765, "--port"),
-    pool_size: int = typer.Option(os.cpu_count() or 2, "--pool-size", min=1, help="Warm kernels (default: CPU count)."),
+    pool_size: int = typer.Option(os.cpu_count() or 2, "--pool-size", min=1, help="Kernels that may serve products (default: CPU count)."),
+    spare_kernels: int = typer.Option(1, "--spare-kernels", min=0, help="Started kernels kept for products whose kernel is not warm."),
+    sandbox: str = typer.Option("auto", "--sandbox", help="Kernel sandbox: auto (bubblewrap if it works, else none), bwrap, none."),
+    kernel_env: list[str] = typer.Option([], "--kernel-env", help="Pass this variable of the runtime's environment to kernels (repeatable)."),
+    kernel_workdir: Optional[Path] = typer.Option(None, "--kernel-workdir", help="A folder every kernel sees read-only as its working directory."),
     token: Optional[str] = typer.Option(None, "--token", envvar="NBMESH_TOKEN", help="Require this bearer token."),
     kernel_memory: Optional[int] = typer.Option(None, "--kernel-memory", help="Per-kernel memory limit in MiB."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Kernels one product may use at once (default: pool size - 1, at least 1)."),
@@ -116,8 +120,19 @@ def serve(
         fail(f"Refusing to serve on {host} without a token: pass --token or set NBMESH_TOKEN.")
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     blob_store = _run_cli(lambda: open_store(store))
+    if sandbox not in ("auto", "bwrap", "none"):
+        fail(f"--sandbox must be auto, bwrap or none, got {sandbox!r}.")
+    if kernel_workdir is not None and not kernel_workdir.is_dir():
+        fail(f"--kernel-workdir {kernel_workdir} is not a folder.")
     settings = Settings(
-        pool=PoolSettings(size=pool_size, kernel_memory=kernel_memory * 1024 * 1024 if kernel_memory else None),
+        pool=PoolSettings(
+            size=pool_size,
+            spares=spare_kernels,
+            kernel_memory=kernel_memory * 1024 * 1024 if kernel_memory else None,
+            sandbox=sandbox,
+            kernel_env=tuple(kernel_env),
+            workdir=str(kernel_workdir.resolve()) if kernel_workdir else None,
+        ),
         max_concurrency=max_concurrency,
         keep_runs=keep_runs,
         grace=grace,
@@ -127,11 +142,13 @@ def serve(
     service = Service(Repository(blob_store), settings)
     ready = [0]
 
+    kernels = pool_size + spare_kernels
+
     def on_kernel_ready(kernel) -> None:
         ready[0] += 1
-        err.print(f"[cyan]kernel {ready[0]}/{pool_size} warm[/]", highlight=False)
+        err.print(f"[cyan]kernel {ready[0]}/{kernels} started[/]", highlight=False)
 
-    err.print(f"nbmesh: store {blob_store.url}, starting {pool_size} kernel(s)…", highlight=False)
+    err.print(f"nbmesh: store {blob_store.url}, starting {kernels} kernel(s) ({spare_kernels} spare)…", highlight=False)
     application = create_app(service, token=token, on_kernel_ready=on_kernel_ready)
     # uvicorn stops listening on SIGTERM, gives in-flight requests the grace period, then runs the
     # lifespan shutdown (Service.stop), which gives background runs what is left of it.

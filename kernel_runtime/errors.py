@@ -81,6 +81,14 @@ class ExecutionTimeout(KernelError):
     """A run took longer than its product's timeout."""
 
 
+class KernelTampered(KernelError):
+    """The runner's reply was missing, malformed or out of sequence: a run changed it; the kernel is replaced."""
+
+
+class KernelUnavailable(KernelError):
+    """No kernel can serve the run because kernels cannot be started now; the run is refused at once."""
+
+
 class RunFailed(NbmeshError):
     """Raised by the client when a run ends in failure; ``run`` is the run record."""
 

@@ -6,6 +6,11 @@ traffic is awaited, so an invocation costs one kernel round trip. While
 waiting, the kernel process is polled so a dead kernel is noticed within
 ``poll_interval`` instead of at the timeout.
 
+Every request carries a sequence number, and the runner's reply must echo it
+with the kernel's nonce (given to the runner when it was installed). A reply
+that is missing, malformed or out of sequence means a run changed the runner
+or its namespace: :class:`KernelTampered`, and the pool replaces that kernel.
+
 It also turns a run's report into the executed notebook kept as the run's
 record, shaped like papermill's output (``injected-parameters`` cell and
 ``metadata.papermill``).
@@ -26,7 +31,7 @@ import papermill
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from papermill.parameterize import parameterize_notebook
 
-from .errors import ExecutionTimeout, KernelDied, KernelError
+from .errors import ExecutionTimeout, KernelDied, KernelTampered
 from .product import Cell, ProductSpec
 
 POLL_INTERVAL = 0.1
@@ -40,10 +45,19 @@ class Report:
     cells: list[dict[str, Any]]
     error: dict[str, Any] | None
     result: Any = None
+    retire: str | None = None  # why the kernel must not serve another run (it is exiting, threads left)
 
 
-async def execute(km: AsyncKernelManager, kc: AsyncKernelClient, code: str, timeout: float) -> Report:
-    """Send ``code`` and read the runner's reply; KernelDied / ExecutionTimeout on trouble."""
+@dataclass(frozen=True)
+class Seal:
+    """What the runner's reply to one request must carry: the kernel's nonce and the request's number."""
+
+    nonce: str
+    seq: int
+
+
+async def execute(km: AsyncKernelManager, kc: AsyncKernelClient, code: str, timeout: float, seal: Seal) -> Report:
+    """Send ``code`` and read the runner's reply; KernelDied / ExecutionTimeout / KernelTampered on trouble."""
     msg_id = kc.execute(
         code,
         silent=True,
@@ -63,11 +77,13 @@ async def execute(km: AsyncKernelManager, kc: AsyncKernelClient, code: str, time
                 raise KernelDied(_death_message(km)) from None
             continue
         if msg["parent_header"].get("msg_id") == msg_id:
-            return _parse_reply(msg["content"])
+            return _parse_reply(msg["content"], seal)
 
 
 async def wait_reply(km: AsyncKernelManager, kc: AsyncKernelClient, timeout: float) -> bool:
-    """After an interrupt: whether the pending request's reply arrives within ``timeout``."""
+    """After an interrupt: whether the pending request's reply arrives within ``timeout``, from a
+    runner that kept its footing (an interrupt that lands in the runner's own code, not the
+    product's, may have left the namespace half restored)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -77,7 +93,7 @@ async def wait_reply(km: AsyncKernelManager, kc: AsyncKernelClient, timeout: flo
                 return False
             continue
         if msg["msg_type"] == "execute_reply":
-            return True
+            return msg["content"].get("status") == "ok"
     return False
 
 
@@ -87,14 +103,26 @@ def _death_message(km: AsyncKernelManager) -> str:
     return f"The kernel died during the run{how}: the product crashed it, exited, or ran out of memory."
 
 
-def _parse_reply(content: dict[str, Any]) -> Report:
+def _parse_reply(content: dict[str, Any], seal: Seal) -> Report:
     if content.get("status") != "ok":
-        raise KernelError(f"The kernel refused the request: {content.get('ename')}: {content.get('evalue')}")
+        raise _tampered(f"the runner raised {content.get('ename')}: {content.get('evalue')}")
     expr = content.get("user_expressions", {}).get("r", {})
     if expr.get("status") != "ok":
-        raise KernelError(f"The kernel's runner is missing: {expr.get('ename')}: {expr.get('evalue')}")
-    payload = json.loads(expr["data"]["text/plain"])
-    return Report(cells=payload["cells"], error=payload.get("error"), result=payload.get("result"))
+        raise _tampered(f"the runner is missing ({expr.get('ename')}: {expr.get('evalue')})")
+    try:
+        payload = json.loads(expr["data"]["text/plain"])
+        if payload["nonce"] != seal.nonce or payload["seq"] != seal.seq:
+            raise _tampered(f"the reply is not this request's (number {payload['seq']!r}, expected {seal.seq})")
+        return Report(cells=payload["cells"], error=payload.get("error"), result=payload.get("result"), retire=payload.get("retire"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _tampered(f"the reply is malformed ({type(exc).__name__}: {exc})") from None
+
+
+def _tampered(why: str) -> KernelTampered:
+    return KernelTampered(
+        f"The kernel's runner did not answer as it must: {why}. A run changed the runner or its namespace; "
+        "the kernel was replaced, so run again."
+    )
 
 
 def _cells_json(cells: tuple[Cell, ...]) -> list[dict[str, Any]]:
@@ -108,22 +136,26 @@ def runner_spec(spec: ProductSpec, max_output: int) -> str:
 
 
 async def prepare(
-    km: AsyncKernelManager, kc: AsyncKernelClient, spec: ProductSpec, max_output: int, timeout: float
+    km: AsyncKernelManager, kc: AsyncKernelClient, spec: ProductSpec, max_output: int, timeout: float, seal: Seal
 ) -> Report:
-    """Reset the kernel's namespace, install the runner for ``spec`` and run its setup cells."""
+    """Reset the kernel's namespace, install the runner for ``spec`` and run its setup cells.
+
+    The pool prepares a kernel for one product version only; the reset matters when that
+    version's setup failed and is tried again on the same kernel.
+    """
     code = (
         "get_ipython().reset(new_session=False)\n"
         "import kernel_runtime.runner as _nbmesh_runner\n"
-        f"__nbmesh__ = _nbmesh_runner.Runner(get_ipython(), {runner_spec(spec, max_output)!r})\n"
+        f"__nbmesh__ = _nbmesh_runner.Runner(get_ipython(), {runner_spec(spec, max_output)!r}, {seal.nonce!r})\n"
         "del _nbmesh_runner\n"
-        "__nbmesh__.setup()\n"
+        f"__nbmesh__.setup({seal.seq})\n"
     )
-    return await execute(km, kc, code, timeout)
+    return await execute(km, kc, code, timeout, seal)
 
 
-async def run(km: AsyncKernelManager, kc: AsyncKernelClient, params: dict[str, Any], timeout: float) -> Report:
+async def run(km: AsyncKernelManager, kc: AsyncKernelClient, params: dict[str, Any], timeout: float, seal: Seal) -> Report:
     # repr() of the JSON text is a plain string literal: the kernel decodes it as data.
-    return await execute(km, kc, f"__nbmesh__.run({json.dumps(params)!r})", timeout)
+    return await execute(km, kc, f"__nbmesh__.run({json.dumps(params)!r}, {seal.seq})", timeout, seal)
 
 
 def _iso(ts: float) -> str:

@@ -39,7 +39,17 @@ class _StateCollector(Collector):
         for name in ("starting", "idle", "busy", "dead"):
             kernels.add_metric([name], state[name])
         yield kernels
-        yield CounterMetricFamily("nbmesh_kernel_restarts", "Kernels replaced after dying or hanging.", value=state["restarts"])
+        yield GaugeMetricFamily("nbmesh_spare_kernels", "Started kernels that serve no product yet.", value=state["spare"])
+        yield CounterMetricFamily(
+            "nbmesh_kernel_restarts", "Kernels replaced after dying, hanging or being tampered with.", value=state["restarts"]
+        )
+        yield CounterMetricFamily(
+            "nbmesh_kernel_retirements", "Kernels shut down on purpose (least recently used, exit(), threads left).", value=state["retired"]
+        )
+        yield GaugeMetricFamily(
+            "nbmesh_kernel_start_failing", "1 while kernels cannot be started (runs that need one get 503).",
+            value=int(state["start_error"] is not None),
+        )
         depth = GaugeMetricFamily(
             "nbmesh_queue_depth",
             "Runs waiting: 'background' for a worker, 'concurrency' for their product's concurrency limit.",

@@ -1,10 +1,22 @@
-"""The pool of warm kernels.
+"""The pool of kernels: each serves one product version for its whole life.
 
-The pool owns kernel processes: it starts them ahead of demand, hands one
-out per run (preferring a kernel already prepared for that product
-version, else a fresh one, else the least recently used), prepares kernels
-for products through :mod:`kernel_runtime.executor`, and replaces kernels
-that die or hang. Callers beyond capacity wait in FIFO order.
+The pool owns kernel processes. ``size`` of them may serve products; ``spares``
+more are kept started and unclaimed. A run gets an idle kernel already serving
+its product version; failing that, a spare, which serves that version from then
+on (if ``size`` kernels already serve products, the least recently used idle
+one is retired, i.e. shut down). Every kernel that leaves the pool is replaced
+by a new spare in the background, so a product whose kernel is not warm pays its
+setup cells but never a kernel start. A kernel is never prepared for another
+product: nothing a run leaves in a kernel (patched modules, threads, files in
+its ``/tmp``) can reach another product.
+
+Kernels run in the sandbox of :mod:`kernel_runtime.sandbox`. The pool replaces
+a kernel that dies (also while idle: it is checked when leased and watched in
+the background), whose runner a run tampered with, that hangs past an
+interrupt, or that a run asked to retire (``exit()``, threads left running).
+Starting is retried with backoff for as long as it fails; meanwhile a run that
+no live kernel can serve fails at once with :class:`KernelUnavailable` (503)
+instead of waiting. Callers beyond capacity wait in FIFO order.
 """
 
 from __future__ import annotations
@@ -12,49 +24,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import shutil
-import tempfile
 import logging
+import os
+import secrets
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from . import executor
-from .errors import ExecutionTimeout, KernelDied, KernelError
+from . import executor, sandbox
+from .errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
+from .kernel_output import KernelOutput
 from .product import ProductSpec
 
 log = logging.getLogger("nbmesh.pool")
 
 STARTING, IDLE, BUSY, DEAD = "starting", "idle", "busy", "dead"
+KERNEL_NAME = "nbmesh-python"
 
 
 @dataclass
 class PoolSettings:
-    size: int = 2
+    size: int = 2  # kernels that may serve products
+    spares: int = 1  # started kernels kept unclaimed, so switching products never waits for a start
     start_timeout: float = 60.0
     interrupt_grace: float = 3.0
     kernel_memory: int | None = None  # bytes; enforced by rlimit in the kernel process
     max_output: int = 8 * 1024 * 1024  # bytes of stdout/stderr one run may write
+    sandbox: str = "auto"  # auto | bwrap | none
+    kernel_env: tuple[str, ...] = ()  # names of the runtime's variables kernels get
+    workdir: str | None = None  # a folder every kernel sees read-only as its working directory
+    watch_interval: float = 1.0  # seconds between checks that idle kernels are alive
 
 
 @dataclass(eq=False)
 class Kernel:
-    """One pooled kernel process and what it is prepared for."""
+    """One kernel process, and the product version it serves (None: a spare)."""
 
     kid: int
     km: AsyncKernelManager
+    folder: str  # its IPC folder: connection file and sockets
     kc: AsyncKernelClient | None = None
     state: str = STARTING
-    prepared: tuple[str, int] | None = None
-    spec: ProductSpec | None = None
+    key: tuple[str, int] | None = None
+    prepared: bool = False
+    preparing: bool = False
     setup_report: executor.Report | None = None
+    nonce: str = field(default_factory=lambda: secrets.token_hex(16))
+    seq: int = 0
+    retire: str | None = None  # set by a run after which this kernel must not serve another
     last_used: float = field(default_factory=time.monotonic)
     runs: int = 0
+    output: KernelOutput | None = None
+
+    def label(self) -> str:
+        return f"{self.kid} {self.key[0]}@{self.key[1]}" if self.key else f"{self.kid} spare"
 
 
 @dataclass
@@ -65,67 +95,161 @@ class Lease:
     warm: bool
 
 
+class _OneSpec(KernelSpecManager):
+    """Hands jupyter_client the spec of one kernel (its sandbox binds that kernel's own IPC folder)."""
+
+    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._spec = spec
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return self._spec
+
+
+def _log_retry(state: RetryCallState) -> None:
+    wait = state.next_action.sleep if state.next_action else 0
+    log.warning("starting a kernel failed (attempt %d); retrying in %.1f s", state.attempt_number, wait)
+
+
 class KernelPool:
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
-        self.kernels: list[Kernel] = []
+        self.kernels: list[Kernel] = []  # started and answering: idle or busy
+        self.sandbox: sandbox.Sandbox | None = None
         self._cond = asyncio.Condition()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
-        self.restarts = 0
+        self._disposals: set[asyncio.Task] = set()
+        self._booting: set[Kernel] = set()
+        self._on_ready: Callable[[Kernel], None] | None = None
+        self.starting = 0  # kernels being started, also those waiting to retry
+        self.restarts = 0  # kernels replaced because they died, hung or were tampered with
+        self.retired = 0  # kernels shut down on purpose: least recently used, exit(), threads left
+        self.spares_used = 0
+        self.start_error: str | None = None  # why the last start failed, until one succeeds
         self.closed = False
         self._ipc_dir = tempfile.mkdtemp(prefix="nbmesh-ipc-")
 
     # lifecycle ----------------------------------------------------------------
-    async def start(self, on_ready=None) -> None:
-        """Start every kernel and wait until all answer; ``on_ready(kernel)`` reports progress."""
-        self.kernels = [self._new_kernel() for _ in range(self.settings.size)]
-        await asyncio.gather(*(self._boot(k, on_ready) for k in self.kernels))
+    async def start(self, on_ready: Callable[[Kernel], None] | None = None) -> None:
+        """Start every kernel and wait for each one's first attempt; those that fail keep retrying."""
+        s = self.settings
+        self.sandbox = await asyncio.to_thread(sandbox.resolve, s.sandbox, sandbox.kernel_env(s.kernel_env), s.workdir)
+        log.info("kernels run in sandbox: %s", self.sandbox.kind)
+        self._on_ready = on_ready
+        firsts = [asyncio.get_running_loop().create_future() for _ in range(s.size + s.spares)]
+        for first in firsts:
+            self._start_one(first)
+        await asyncio.gather(*firsts)
+        self._on_ready = None
+        if not self.kernels:
+            log.error("no kernel could be started; runs are refused (503) until one starts: %s", self.start_error)
+        self._spawn(self._watch())
+
+    def _start_one(self, first: asyncio.Future | None = None) -> None:
+        self.starting += 1
+        self._spawn(self._keep_starting(first))
+
+    async def _keep_starting(self, first: asyncio.Future | None) -> None:
+        """Start one kernel, retrying with backoff for as long as it takes (or until the pool closes)."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(KernelError),
+            wait=wait_exponential(multiplier=0.5, max=30),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    try:
+                        kernel = await self._boot()
+                    finally:
+                        if first is not None and not first.done():
+                            first.set_result(None)
+                    if first is not None and self._on_ready:
+                        self._on_ready(kernel)
+        finally:
+            self.starting -= 1
 
     def _new_kernel(self) -> Kernel:
         kid = next(self._ids)
-        return Kernel(kid=kid, km=self._new_manager(kid))
-
-    def _new_manager(self, kid: int) -> AsyncKernelManager:
-        # IPC sockets are faster than loopback TCP (about 4 ms against 6 ms a round trip here);
-        # each kernel gets its own socket path prefix so concurrent starts never collide.
-        ipc_prefix = os.path.join(self._ipc_dir, f"kernel-{kid}")
-        km = AsyncKernelManager(kernel_name="nbmesh-python", transport="ipc", ip=ipc_prefix)
+        folder = os.path.join(self._ipc_dir, f"kernel-{kid}")
+        os.mkdir(folder, 0o700)
         argv = [sys.executable, "-m", "kernel_runtime.kernel_launcher"]
         if self.settings.kernel_memory:
             argv += ["--memory", str(self.settings.kernel_memory)]
+        assert self.sandbox is not None
+        if self.sandbox.drops_to_nobody:
+            argv += ["--user", f"{sandbox.KERNEL_UID}:{sandbox.KERNEL_GID}"]
         argv += ["-f", "{connection_file}"]
-        # A spec of our own: the kernel runs this interpreter (so it can import the runner) under our launcher.
-        km._kernel_spec = KernelSpec(argv=argv, display_name="nbmesh", language="python", name="nbmesh-python")
-        return km
+        # The sandbox is a wrapper process: signals would reach bwrap, not the kernel, so interrupts
+        # travel as messages on the control channel (ipykernel then signals itself).
+        spec = KernelSpec(
+            argv=self.sandbox.command(argv, folder), display_name="nbmesh", language="python",
+            name=KERNEL_NAME, interrupt_mode="message",
+        )
+        km = AsyncKernelManager(
+            kernel_name=KERNEL_NAME,
+            kernel_spec_manager=_OneSpec(spec),
+            # IPC sockets are faster than loopback TCP (about 4 ms against 6 ms a round trip here).
+            transport="ipc",
+            ip=os.path.join(folder, "socket"),
+            connection_file=os.path.join(folder, "connection.json"),
+        )
+        kernel = Kernel(kid=kid, km=km, folder=folder)
+        kernel.output = KernelOutput(kernel.label)
+        return kernel
 
-    async def _boot(self, kernel: Kernel, on_ready=None) -> None:
-        kernel.state, kernel.prepared, kernel.spec = STARTING, None, None
+    async def _boot(self) -> Kernel:
+        kernel = self._new_kernel()
+        assert self.sandbox is not None and kernel.output is not None
+        output = kernel.output
+        self._booting.add(kernel)
         try:
-            await kernel.km.start_kernel()
+            await kernel.km.start_kernel(env=self.sandbox.popen_env(), cwd=self.sandbox.popen_cwd(), **output.pipes())
+            await output.attach()
             kc = kernel.km.client()
             kc.start_channels()
+            kernel.kc = kc
             await kc.wait_for_ready(timeout=self.settings.start_timeout)
             # Runs are answered on the shell channel alone; an unread iopub only piles up messages.
             kc.iopub_channel.stop()
-            kernel.kc = kc
-        except Exception as exc:
-            log.error("kernel %s failed to start: %s", kernel.kid, exc)
-            kernel.state = DEAD
+        except asyncio.CancelledError:
+            output.close_unused()
             await self._shutdown(kernel)
-            raise KernelError(f"A kernel could not be started: {exc}") from exc
+            raise
+        except Exception as exc:
+            output.close_unused()
+            await self._shutdown(kernel)
+            await output.closed(timeout=2)  # its last words explain the failure
+            why = str(exc) or type(exc).__name__
+            if output.tail:
+                why += f"; its last output: {' / '.join(output.tail)}"
+            log.error("kernel %s could not be started: %s", kernel.kid, why)
+            async with self._cond:
+                self.start_error = why
+                self._cond.notify_all()  # waiters that nothing can serve now fail fast
+            raise KernelError(f"A kernel could not be started: {why}") from exc
+        finally:
+            self._booting.discard(kernel)
         async with self._cond:
+            if self.closed:  # the pool closed while this kernel started: it never joins
+                await self._shutdown(kernel)
+                return kernel
+            self.start_error = None
             kernel.state = IDLE
+            self.kernels.append(kernel)
             self._cond.notify_all()
-        if on_ready:
-            on_ready(kernel)
+        return kernel
 
     async def close(self) -> None:
         self.closed = True
+        async with self._cond:
+            self._cond.notify_all()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(self._shutdown(k) for k in self.kernels), return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._disposals, return_exceptions=True)
+        await asyncio.gather(*(self._shutdown(k) for k in [*self.kernels, *self._booting]), return_exceptions=True)
         shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     async def _shutdown(self, kernel: Kernel) -> None:
@@ -135,88 +259,138 @@ class KernelPool:
         with contextlib.suppress(Exception):
             if kernel.km.has_kernel:
                 await kernel.km.shutdown_kernel(now=True)
+        shutil.rmtree(kernel.folder, ignore_errors=True)
 
-    def _replace(self, kernel: Kernel) -> None:
-        """Restart a dead or stuck kernel in the background; the run that hit it already failed."""
-        self.restarts += 1
-        kernel.state, kernel.prepared, kernel.spec = STARTING, None, None
-
-        async def restart() -> None:
-            await self._shutdown(kernel)
-            for attempt in range(3):
-                # A manager that shut its kernel down has closed its sockets' context: use a new one.
-                kernel.km = self._new_manager(kernel.kid)
-                try:
-                    await self._boot(kernel)
-                    return
-                except KernelError:
-                    await asyncio.sleep(1 + attempt)
-            log.error("kernel %s could not be restarted", kernel.kid)
-
+    def _remove(self, kernel: Kernel, why: str, failed: bool) -> None:
+        """Take ``kernel`` out of the pool (hold the condition's lock), shut it down and start a spare."""
+        if kernel not in self.kernels:
+            return
+        self.kernels.remove(kernel)
+        kernel.state = DEAD
+        if failed:
+            self.restarts += 1
+            log.warning("kernel %s replaced: %s", kernel.label(), why)
+        else:
+            self.retired += 1
+            log.info("kernel %s retired: %s", kernel.label(), why)
+        task = asyncio.create_task(self._shutdown(kernel))
+        self._disposals.add(task)
+        task.add_done_callback(self._disposals.discard)
         if not self.closed:
-            task = asyncio.create_task(restart())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_one()
+
+    async def _drop(self, kernel: Kernel, why: str) -> None:
+        async with self._cond:
+            self._remove(kernel, why, failed=True)
+
+    async def _watch(self) -> None:
+        """Notice kernels that die while idle (a run's ``exit()``, an OOM kill, ``kill -9``)."""
+        while True:
+            await asyncio.sleep(self.settings.watch_interval)
+            async with self._cond:
+                for kernel in [k for k in self.kernels if k.state == IDLE]:
+                    if not await kernel.km.is_alive():
+                        self._remove(kernel, "it died while idle", failed=True)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # leasing ------------------------------------------------------------------
     def _pick(self, key: tuple[str, int]) -> Kernel | None:
         idle = [k for k in self.kernels if k.state == IDLE]
-        if not idle:
-            return None
-        for k in idle:
-            if k.prepared == key:
-                return k
-        fresh = [k for k in idle if k.prepared is None]
-        return fresh[0] if fresh else min(idle, key=lambda k: k.last_used)
+        mine = [k for k in idle if k.key == key]
+        if mine:
+            return max(mine, key=lambda k: (k.prepared, k.last_used))
+        if any(k.key == key and k.preparing for k in self.kernels):
+            return None  # wait for that kernel (a prewarm, say) rather than claim and prepare another
+        spares = [k for k in idle if k.key is None]
+        serving = sum(k.key is not None for k in self.kernels)
+        if spares and (serving < self.settings.size or any(k.key is not None for k in idle)):
+            return spares[0]
+        return None
+
+    def _claim(self, spare: Kernel, key: tuple[str, int]) -> None:
+        """``spare`` serves ``key`` from now on; retire the least recently used idle kernel if need be."""
+        if sum(k.key is not None for k in self.kernels) >= self.settings.size:
+            victim = min((k for k in self.kernels if k.state == IDLE and k.key is not None), key=lambda k: k.last_used)
+            self._remove(victim, f"least recently used; a kernel was needed for {key[0]}@{key[1]}", failed=False)
+        spare.key = key
+        self.spares_used += 1
+
+    def _servable(self, key: tuple[str, int]) -> bool:
+        """Whether a live kernel can serve ``key`` now or once it is free, without a new start."""
+        return any(k.key == key or (k.key is None and k.state == IDLE) for k in self.kernels)
 
     async def _take(self, key: tuple[str, int], wait: bool) -> Kernel | None:
         async with self._cond:
-            while (kernel := self._pick(key)) is None:
-                if not wait or self.closed:
+            while True:
+                if self.closed:
+                    raise KernelError("The kernel pool is shutting down.")
+                kernel = self._pick(key)
+                if kernel is not None:
+                    if not await kernel.km.is_alive():  # one waitpid: a dead kernel is never handed out
+                        self._remove(kernel, "it died while idle", failed=True)
+                        continue
+                    if kernel.key is None:
+                        self._claim(kernel, key)
+                    kernel.state = BUSY
+                    return kernel
+                if self.start_error is not None and not self._servable(key):
+                    raise KernelUnavailable(
+                        f"No kernel is available for {key[0]}@{key[1]} and none can be started now: "
+                        f"{self.start_error}. Starting is retried; try again later."
+                    )
+                if not wait:
                     return None
                 await self._cond.wait()
-            kernel.state = BUSY
-            return kernel
 
     async def _give_back(self, kernel: Kernel) -> None:
         async with self._cond:
             if kernel.state == BUSY:
-                kernel.state = IDLE
-                kernel.last_used = time.monotonic()
+                if kernel.retire:
+                    self._remove(kernel, kernel.retire, failed=False)
+                else:
+                    kernel.state = IDLE
+                    kernel.last_used = time.monotonic()
             self._cond.notify_all()
 
     @contextlib.asynccontextmanager
     async def lease(self, spec: ProductSpec, version: int) -> AsyncIterator[Lease]:
         """A kernel prepared for ``spec``, held until the block ends; waits when all are busy."""
-        key = (spec.name, version)
-        kernel = await self._take(key, wait=True)
-        if kernel is None:
-            raise KernelError("The kernel pool is shutting down.")
+        kernel = await self._take((spec.name, version), wait=True)
+        assert kernel is not None
         try:
-            warm = kernel.prepared == key
+            warm = kernel.prepared
             if not warm:
-                await self._prepare(kernel, spec, key)
+                await self._prepare(kernel, spec)
             kernel.runs += 1
             yield Lease(kernel=kernel, warm=warm)
         finally:
             await self._give_back(kernel)
 
-    async def _prepare(self, kernel: Kernel, spec: ProductSpec, key: tuple[str, int]) -> None:
-        kernel.prepared, kernel.spec = None, None
-        report = await self.call(kernel, executor.prepare, spec, self.settings.max_output, timeout=spec.timeout)
+    async def _prepare(self, kernel: Kernel, spec: ProductSpec) -> None:
+        kernel.preparing = True
+        try:
+            report = await self.call(kernel, executor.prepare, spec, self.settings.max_output, timeout=spec.timeout)
+        finally:
+            kernel.preparing = False
         kernel.setup_report = report
-        if report.error is None:
-            kernel.prepared, kernel.spec = key, spec
+        kernel.prepared = report.error is None
 
     async def prewarm(self, spec: ProductSpec, version: int) -> bool:
-        """Prepare an idle kernel for a product ahead of its first call, if one is free now."""
-        kernel = await self._take((spec.name, version), wait=False)
+        """Prepare a kernel for a product ahead of its first call, if one is free now."""
+        try:
+            kernel = await self._take((spec.name, version), wait=False)
+        except KernelError:
+            return False
         if kernel is None:
             return False
         try:
-            if kernel.prepared != (spec.name, version):
-                await self._prepare(kernel, spec, (spec.name, version))
-            return kernel.prepared == (spec.name, version)
+            if not kernel.prepared:
+                await self._prepare(kernel, spec)
+            return kernel.prepared
         except KernelError as exc:
             log.warning("prewarming %s@%s failed: %s", spec.name, version, exc)
             return False
@@ -224,27 +398,47 @@ class KernelPool:
             await self._give_back(kernel)
 
     async def call(self, kernel: Kernel, step, *args, timeout: float) -> executor.Report:
-        """Run an executor step on ``kernel``; on death or timeout, fix the kernel, then re-raise."""
+        """Run an executor step on ``kernel``; on death, tampering or timeout, fix the kernel, then re-raise."""
+        kernel.seq += 1
         try:
-            return await step(kernel.km, kernel.kc, *args, timeout=timeout)
+            report = await step(kernel.km, kernel.kc, *args, timeout=timeout, seal=executor.Seal(kernel.nonce, kernel.seq))
         except KernelDied:
-            self._replace(kernel)
+            await self._drop(kernel, "it died during a run")
+            raise
+        except KernelTampered as exc:
+            await self._drop(kernel, exc.message)
             raise
         except ExecutionTimeout:
             await self._interrupt(kernel)
             raise
+        if report.retire:
+            kernel.retire = report.retire
+        return report
 
     async def _interrupt(self, kernel: Kernel) -> None:
         with contextlib.suppress(Exception):
             await kernel.km.interrupt_kernel()
             if await executor.wait_reply(kernel.km, kernel.kc, self.settings.interrupt_grace):
                 return
-        log.warning("kernel %s did not come back from an interrupt; restarting it", kernel.kid)
-        self._replace(kernel)
+        await self._drop(kernel, "it did not come back cleanly from an interrupt")
 
     # state ------------------------------------------------------------------
-    def state(self) -> dict[str, int]:
-        counts = {STARTING: 0, IDLE: 0, BUSY: 0, DEAD: 0}
-        for k in self.kernels:
-            counts[k.state] += 1
-        return {"size": len(self.kernels), **counts, "restarts": self.restarts}
+    def state(self) -> dict[str, Any]:
+        idle = [k for k in self.kernels if k.state == IDLE]
+        return {
+            "size": self.settings.size,
+            "spare_target": self.settings.spares,
+            "starting": self.starting,
+            "idle": len(idle),
+            "busy": len(self.kernels) - len(idle),
+            "dead": len(self._disposals),
+            "serving": sum(k.key is not None for k in self.kernels),
+            "spare": sum(k.key is None for k in idle),
+            "restarts": self.restarts,
+            "retired": self.retired,
+            "spares_used": self.spares_used,
+            "start_error": self.start_error,
+        }
+
+    def containment(self) -> dict[str, Any]:
+        return self.sandbox.describe() if self.sandbox else {"sandbox": "not started"}

@@ -10,6 +10,15 @@ outputs for the run's record, turns the output cell's value into JSON,
 restores the setup namespace, and leaves its report in :attr:`Runner.reply`
 for the runtime to read through ``user_expressions`` in the same reply.
 
+Each report carries the nonce the runtime gave this runner and the number of
+the request it answers, so the runtime can tell a report from this runner
+apart from one left by code that replaced or broke it. A report also says when
+the kernel must not serve another run: the run changed this module (patched
+the runner: a few microseconds of identity checks per run), called ``exit()``
+(the kernel stops right after this reply), or left threads running, which could
+carry this run's data into the next one. Changes those checks miss show up as a
+report that is missing or malformed on a later request.
+
 Only the standard library and IPython are imported here at module level:
 this module is loaded into every kernel and must stay cheap.
 """
@@ -23,6 +32,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -105,26 +115,30 @@ class _Compiled:
 
 
 class Runner:
-    def __init__(self, shell: Any, spec_json: str) -> None:
+    def __init__(self, shell: Any, spec_json: str, nonce: str = "") -> None:
         spec = json.loads(spec_json)
         self.shell = shell
+        self.nonce = nonce
         self.max_output = int(spec.get("max_output", DEFAULT_MAX_OUTPUT))
         self.setup_cells = [_Compiled(c["index"], "setup", c["source"]) for c in spec["setup_cells"]]
         self.run_cells = [_Compiled(c["index"], c["role"], c["source"]) for c in spec["run_cells"]]
         self.baseline: dict[str, Any] = {}
         self.baseline_children: set[int] = set()
+        self.baseline_threads: set[int | None] = set()
         self.reply: Reply | None = None
         self._display = _CappedDisplay()
+        self._pristine = _fingerprint()
 
-    def setup(self) -> None:
+    def setup(self, seq: int = 0) -> None:
         """Run the setup cells once; the namespace they leave is what every run starts from."""
         records, error = self._execute(self.setup_cells)
         self.baseline = dict(self.shell.user_ns)
-        # Processes setup started (a local server, say) belong to the product, not to one run.
+        # Processes and threads setup started (a local server, say) belong to the product, not to one run.
         self.baseline_children = _children() if _has_children() else set()
-        self.reply = Reply({"cells": records, "error": error})
+        self.baseline_threads = {t.ident for t in threading.enumerate()}
+        self.reply = self._reply({"cells": records, "error": error}, seq)
 
-    def run(self, params_json: str) -> None:
+    def run(self, params_json: str, seq: int = 0) -> None:
         """One invocation. Never raises: failures are reported in :attr:`reply`."""
         params = json.loads(params_json)
         try:
@@ -154,7 +168,26 @@ class Runner:
                 "they were killed. Wait for the processes a run starts before it ends.",
                 [],
             )
-        self.reply = Reply(payload)
+        self.reply = self._reply(payload, seq)
+
+    def _reply(self, payload: dict[str, Any], seq: int) -> Reply:
+        """The report for request ``seq``, sealed with this runner's nonce."""
+        retire = self._why_retire()
+        if retire:
+            payload["retire"] = retire
+        return Reply({**payload, "nonce": self.nonce, "seq": seq})
+
+    def _why_retire(self) -> str | None:
+        """Why this kernel must not serve another run, if it must not."""
+        changed = [name for space, name, value in self._pristine if space.get(name, _MISSING) is not value]
+        if changed:
+            return f"the run changed the runner ({', '.join(changed[:5])})"
+        if getattr(self.shell, "exit_now", False):
+            return "the run called exit()"
+        left = [t.name for t in threading.enumerate() if t.ident not in self.baseline_threads]
+        if left:
+            return f"the run left {len(left)} thread(s) running ({', '.join(left[:5])})"
+        return None
 
     def _stop_leftover_children(self) -> list[int]:
         """Kill and reap the processes this run started and left behind; the pids that were still running."""
@@ -243,6 +276,13 @@ class Runner:
 
 
 _MISSING = object()
+
+
+def _fingerprint() -> list[tuple[Any, str, Any]]:
+    """Every name of this module and of its classes, with the object it is bound to now."""
+    module = vars(sys.modules[__name__])
+    spaces = [module] + [vars(v) for v in module.values() if isinstance(v, type) and v.__module__ == __name__]
+    return [(space, name, value) for space in spaces for name, value in list(space.items())]
 
 
 def _error(ename: str, evalue: str, tb: list[str]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from . import executor
 from .errors import (
     ExecutionTimeout,
     InvalidNotebook,
-    KernelDied,
     KernelError,
+    KernelUnavailable,
     NbmeshError,
     NotFound,
     QueueFull,
@@ -351,10 +351,10 @@ class Service:
         except ExecutionTimeout as exc:
             run.status = TIMED_OUT
             run.error = {"ename": "Timeout", "evalue": f"{exc.message} (product timeout {spec.timeout:g} s)", "traceback": []}
-        except KernelDied as exc:
-            run.status, run.error = FAILED, {"ename": "KernelDied", "evalue": exc.message, "traceback": []}
-        except KernelError as exc:
-            run.status, run.error = FAILED, {"ename": "KernelError", "evalue": exc.message, "traceback": []}
+        except KernelUnavailable:
+            raise  # no kernel can be started: the caller gets a 503 now rather than a failed run
+        except KernelError as exc:  # KernelDied, KernelTampered, ...: the pool has replaced the kernel
+            run.status, run.error = FAILED, {"ename": type(exc).__name__, "evalue": exc.message, "traceback": []}
         run.duration_ms = round((time.perf_counter() - t0) * 1000, 3)
         run.finished_at = now_iso()
         self._record(run, lambda: executor.record_notebook(spec, run.parameters, setup, report, run.to_json()), persisted)
@@ -480,6 +480,7 @@ class Service:
             "products": len(self.catalog),
             "pool": self.pool.state(),
             "queue": self._background.qsize(),
+            "containment": self.pool.containment(),
         }
 
 

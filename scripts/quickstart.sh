@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
 
-.venv/bin/nbmesh serve --port "$PORT" &
+# Kernels see only what they are given: the examples read their data from notebooks/.
+.venv/bin/nbmesh serve --port "$PORT" --kernel-workdir notebooks &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null' EXIT INT TERM
 for _ in $(seq 120); do

@@ -8,6 +8,10 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "installing Debian's chromium for the browser test…"
   apt-get update -qq && apt-get install -y -qq chromium >/dev/null
 fi
+if [ ! -x /usr/bin/bwrap ]; then
+  echo "installing Debian's bubblewrap, the kernels' sandbox…"
+  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'

@@ -114,9 +114,9 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture(scope="session")
 def runtime(tmp_path_factory) -> Runtime:
-    """One runtime shared by the tests that do not stop it (pool size 2)."""
+    """One runtime shared by the tests that do not stop it (pool size 2; the examples' data readable)."""
     store = tmp_path_factory.mktemp("store")
-    rt = Runtime(store=str(store), port=free_port(), args=["--pool-size", "2"]).start()
+    rt = Runtime(store=str(store), port=free_port(), args=["--pool-size", "2", "--kernel-workdir", str(NOTEBOOKS)]).start()
     yield rt
     rt.stop()
 

@@ -68,16 +68,17 @@ def test_runs_share_nothing_but_setup(http):
     assert second == first, "names made or rebound by a run must be gone before the next"
 
 
-def test_setup_runs_once_per_kernel(http, tmp_path):
-    marker = tmp_path / "setups"
+def test_setup_runs_once_per_kernel(http):
+    # The sandbox hides the test's files from kernels: setup counts itself in the kernel process.
     cells = [
-        ("setup", f"with open({str(marker)!r}, 'a') as f:\n    f.write('x')\nimport os\nPID = os.getpid()"),
-        ("output", "PID"),
+        ("setup", "import builtins, os\nbuiltins.setups = getattr(builtins, 'setups', 0) + 1\nKERNEL = os.urandom(8).hex()"),
+        ("output", "[KERNEL, __import__('builtins').setups]"),
     ]
     name = publish(http, cells)
     time.sleep(0.5)  # let the post-publish prewarm finish
-    pids = {invoke(http, name)["result"] for _ in range(10)}
-    assert len(marker.read_text()) == len(pids), "setup ran more often than once per kernel"
+    results = [invoke(http, name)["result"] for _ in range(10)]
+    assert all(setups == 1 for _, setups in results), f"setup ran more often than once per kernel: {results}"
+    assert len({kernel for kernel, _ in results}) <= 2
 
 
 def test_warm_flag(http):
@@ -100,10 +101,8 @@ def test_dead_kernel_fails_run_and_is_replaced(http, crash):
     assert time.monotonic() - t0 < 10
     good = publish(http, ECHO)
     assert invoke(http, good, s="after")["result"]["s"] == "after"
-    deadline = time.monotonic() + 30
-    while http.get("/healthz").json()["pool"]["idle"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert http.get("/healthz").json()["pool"]["idle"] == 2
+    # The replacement joins the pool: every kernel (those serving products and the spare) is idle again.
+    wait_for(lambda: (p := http.get("/healthz").json()["pool"])["idle"] == p["size"] + p["spare_target"], 30, "a whole pool")
 
 
 def test_uninterruptible_hang_restarts_kernel(http):
