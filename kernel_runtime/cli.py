@@ -113,6 +113,8 @@ def serve(
     from .api import create_app
     from .pool import PoolSettings
     from .repository import Repository
+    from .sandbox import kernel_env as passed_env
+    from .sandbox import resolve as resolve_sandbox
     from .service import Service, Settings
     from .store import open_store
 
@@ -120,18 +122,16 @@ def serve(
         fail(f"Refusing to serve on {host} without a token: pass --token or set NBMESH_TOKEN.")
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     blob_store = _run_cli(lambda: open_store(store))
-    if sandbox not in ("auto", "bwrap", "none"):
-        fail(f"--sandbox must be auto, bwrap or none, got {sandbox!r}.")
     if kernel_workdir is not None and not kernel_workdir.is_dir():
         fail(f"--kernel-workdir {kernel_workdir} is not a folder.")
+    workdir = str(kernel_workdir.resolve()) if kernel_workdir else None
+    contained = _run_cli(lambda: resolve_sandbox(sandbox, passed_env(kernel_env), workdir))
     settings = Settings(
         pool=PoolSettings(
             size=pool_size,
             spares=spare_kernels,
             kernel_memory=kernel_memory * 1024 * 1024 if kernel_memory else None,
-            sandbox=sandbox,
-            kernel_env=tuple(kernel_env),
-            workdir=str(kernel_workdir.resolve()) if kernel_workdir else None,
+            sandbox=contained,
         ),
         max_concurrency=max_concurrency,
         keep_runs=keep_runs,

@@ -38,10 +38,11 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from . import executor, sandbox
+from . import executor
 from .errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
 from .kernel_output import KernelOutput
 from .product import ProductSpec
+from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox, resolve
 
 log = logging.getLogger("nbmesh.pool")
 
@@ -57,9 +58,7 @@ class PoolSettings:
     interrupt_grace: float = 3.0
     kernel_memory: int | None = None  # bytes; enforced by rlimit in the kernel process
     max_output: int = 8 * 1024 * 1024  # bytes of stdout/stderr one run may write
-    sandbox: str = "auto"  # auto | bwrap | none
-    kernel_env: tuple[str, ...] = ()  # names of the runtime's variables kernels get
-    workdir: str | None = None  # a folder every kernel sees read-only as its working directory
+    sandbox: Sandbox | None = None  # None: resolve("auto") when the pool starts
     watch_interval: float = 1.0  # seconds between checks that idle kernels are alive
 
 
@@ -115,7 +114,7 @@ class KernelPool:
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
         self.kernels: list[Kernel] = []  # started and answering: idle or busy
-        self.sandbox: sandbox.Sandbox | None = None
+        self.sandbox: Sandbox | None = None
         self._cond = asyncio.Condition()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
@@ -134,7 +133,7 @@ class KernelPool:
     async def start(self, on_ready: Callable[[Kernel], None] | None = None) -> None:
         """Start every kernel and wait for each one's first attempt; those that fail keep retrying."""
         s = self.settings
-        self.sandbox = await asyncio.to_thread(sandbox.resolve, s.sandbox, sandbox.kernel_env(s.kernel_env), s.workdir)
+        self.sandbox = s.sandbox or await asyncio.to_thread(resolve, "auto", {})
         log.info("kernels run in sandbox: %s", self.sandbox.kind)
         self._on_ready = on_ready
         firsts = [asyncio.get_running_loop().create_future() for _ in range(s.size + s.spares)]
@@ -180,7 +179,7 @@ class KernelPool:
             argv += ["--memory", str(self.settings.kernel_memory)]
         assert self.sandbox is not None
         if self.sandbox.drops_to_nobody:
-            argv += ["--user", f"{sandbox.KERNEL_UID}:{sandbox.KERNEL_GID}"]
+            argv += ["--user", f"{KERNEL_UID}:{KERNEL_GID}"]
         argv += ["-f", "{connection_file}"]
         # The sandbox is a wrapper process: signals would reach bwrap, not the kernel, so interrupts
         # travel as messages on the control channel (ipykernel then signals itself).
