@@ -5,6 +5,11 @@ cd "$(dirname "$0")/.."
 PORT="${NBMESH_PORT:-8765}"
 export NBMESH_URL="http://127.0.0.1:${PORT}"
 
+# Kernels run inside Debian's bubblewrap sandbox; without it nbmesh still runs, uncontained, and says so.
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing Debian's bubblewrap (the kernels' sandbox)…"
+  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
