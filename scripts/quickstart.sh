@@ -30,6 +30,6 @@ for product in $(.venv/bin/python -c 'import kernel_runtime; [print(p["name"]) f
 done
 echo
 echo "nbmesh is serving on $NBMESH_URL — try:"
-echo "  curl -s -X POST $NBMESH_URL/api/products/weather-summary/invoke -d '{\"year\": 2014}'"
+echo "  curl -s -X POST $NBMESH_URL/api/products/weather-summary/invoke -H 'Content-Type: application/json' -d '{\"year\": 2014}'"
 echo "Press Ctrl-C to stop."
 wait "$server"
