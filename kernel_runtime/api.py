@@ -1,27 +1,31 @@
 """The HTTP API of CONTRACT section 3, as a declarative Starlette app.
 
-Handlers only parse and bound the request, call the service, and shape the
-answer. Every nbmesh error becomes its HTTP status here, in ``STATUS``, and
-nowhere else.
+Handlers only parse and bound the request, check the caller's right on what it
+touches, call the service, and shape the answer. Who the caller is, and on the
+open loopback default what a web page may not send, is settled before any
+handler by :class:`Gate`. Every nbmesh error becomes its HTTP status here, in
+``STATUS``, and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .access import OPEN, Access, Principal
 from .errors import (
     CorruptRecord,
+    Forbidden,
     InvalidNotebook,
     InvalidParameters,
     InvalidRequest,
@@ -32,11 +36,14 @@ from .errors import (
     QueueFull,
     StoreUnavailable,
     Unauthorized,
+    UnsupportedMediaType,
     VersionConflict,
 )
 from .metrics import Metrics
 from .openapi import OpenAPI
+from .product import parse_ref
 from .records import SUCCEEDED, TIMED_OUT, Run
+from .security import trusted_hosts
 from .service import Service
 
 log = logging.getLogger("nbmesh.api")
@@ -48,9 +55,11 @@ PARAMS_LIMIT = 1 * MIB
 STATUS: dict[type[NbmeshError], int] = {
     InvalidRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     VersionConflict: 409,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidNotebook: 422,
     InvalidParameters: 422,
     CorruptRecord: 500,
@@ -105,6 +114,30 @@ def service_of(request: Request) -> Service:
     return request.app.state.service
 
 
+def principal_of(request: Request) -> Principal:
+    return request.scope[PRINCIPAL]
+
+
+def readable(request: Request) -> Callable[[str], bool]:
+    """Whether the caller may read a product, by name: the filter of every listing."""
+    principal, owner_of = principal_of(request), service_of(request).owner_of
+    return lambda name: principal.may_read(name, owner_of(name))
+
+
+def check_read(request: Request, ref: str) -> None:
+    """The caller may invoke and read the product ``ref`` names: set lookups on the in-memory catalog."""
+    name, _ = parse_ref(ref)
+    principal_of(request).check_read(name, service_of(request).owner_of(name))
+
+
+def shown(request: Request, product: dict[str, Any]) -> dict[str, Any]:
+    """A product as the caller sees it: downstream products it may not read are left out."""
+    if not principal_of(request).admin:
+        may_read = readable(request)
+        product["downstream"] = [name for name in product["downstream"] if may_read(name)]
+    return product
+
+
 def run_response(run: Run, ok_status: int = 200) -> JSONResponse:
     if run.status == SUCCEEDED:
         status = ok_status
@@ -121,30 +154,41 @@ async def healthz(request: Request) -> Response:
 
 
 async def list_products(request: Request) -> Response:
-    return JSONResponse({"products": service_of(request).products()})
+    products = service_of(request).products(readable(request))
+    return JSONResponse({"products": [shown(request, p) for p in products]})
 
 
 async def get_product(request: Request) -> Response:
-    return JSONResponse(await service_of(request).product(request.path_params["name"]))
+    check_read(request, request.path_params["name"])
+    return JSONResponse(shown(request, await service_of(request).product(request.path_params["name"])))
 
 
 async def put_product(request: Request) -> Response:
+    name, principal, service = request.path_params["name"], principal_of(request), service_of(request)
+    # The current owner first, before the body is read: no one takes over another domain's product.
+    current = service.owner_of(name)
+    if current is not None:
+        principal.check_publish(name, current)
     body = await read_body(request, NOTEBOOK_LIMIT)
-    product = await service_of(request).publish(request.path_params["name"], body)
-    return JSONResponse(product, status_code=201)
+    product = await service.publish(name, body, lambda owner: principal.check_publish(name, owner, new=True))
+    return JSONResponse(shown(request, product), status_code=201)
 
 
 async def delete_product(request: Request) -> Response:
-    await service_of(request).unpublish(request.path_params["name"])
+    name = request.path_params["name"]
+    principal_of(request).check_publish(name, service_of(request).owner_of(name))
+    await service_of(request).unpublish(name)
     return Response(status_code=204)
 
 
 async def invoke(request: Request) -> Response:
+    check_read(request, request.path_params["name"])
     params = await read_json_object(request)
     return run_response(await service_of(request).invoke(request.path_params["name"], params))
 
 
 async def submit_run(request: Request) -> Response:
+    check_read(request, request.path_params["name"])
     params = await read_json_object(request)
     run = await service_of(request).submit(request.path_params["name"], params)
     return JSONResponse({"run_id": run.run_id, "status": run.status}, status_code=202)
@@ -154,35 +198,56 @@ async def product_runs(request: Request) -> Response:
     raw = request.query_params.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         raise InvalidRequest(f"limit must be an integer from 1 to 1000, got {raw!r}.")
+    check_read(request, request.path_params["name"])
     runs = await service_of(request).list_runs(request.path_params["name"], int(raw))
     return JSONResponse({"runs": [r.to_json() for r in runs]})
 
 
 async def product_notebook(request: Request) -> Response:
+    check_read(request, request.path_params["name"])
     return JSONResponse(await service_of(request).product_notebook(request.path_params["name"]))
 
 
+async def readable_run(request: Request) -> Run:
+    """The run the path names, if the caller may read its product."""
+    run = await service_of(request).get_run(request.path_params["run_id"])
+    principal_of(request).check_read(run.product, service_of(request).owner_of(run.product))
+    return run
+
+
 async def get_run(request: Request) -> Response:
-    return JSONResponse((await service_of(request).get_run(request.path_params["run_id"])).to_json())
+    return JSONResponse((await readable_run(request)).to_json())
 
 
 async def run_notebook(request: Request) -> Response:
-    return JSONResponse(await service_of(request).get_run_notebook(request.path_params["run_id"]))
+    run = await readable_run(request)
+    return JSONResponse(await service_of(request).get_run_notebook(run.run_id))
 
 
 async def post_event(request: Request) -> Response:
     topic = request.path_params["topic"]
+    principal_of(request).check_emit(topic)
     payload = await read_json_object(request, PARAMS_LIMIT)
     runs = await service_of(request).triggers.emit(topic, payload)
     return JSONResponse({"topic": topic, "runs": [r.run_id for r in runs]}, status_code=202)
 
 
 async def get_lineage(request: Request) -> Response:
-    return JSONResponse(service_of(request).triggers.lineage())
+    graph = service_of(request).triggers.lineage()
+    if not principal_of(request).admin:
+        # Only products the caller may read, and only edges between two of them.
+        may_read = readable(request)
+        seen = {node["name"] for node in graph["nodes"] if may_read(node["name"])}
+        graph = {
+            "nodes": [n for n in graph["nodes"] if n["name"] in seen],
+            "edges": [e for e in graph["edges"] if e["from"] in seen and e["to"] in seen],
+        }
+    return JSONResponse(graph)
 
 
 async def openapi(request: Request) -> Response:
-    return Response(request.app.state.openapi.body(), media_type="application/json")
+    body = request.app.state.openapi.body(principal_of(request), readable(request))
+    return Response(body, media_type="application/json")
 
 
 async def metrics(request: Request) -> Response:
@@ -191,23 +256,94 @@ async def metrics(request: Request) -> Response:
 
 
 # middleware -------------------------------------------------------------------------
-class TokenMiddleware:
-    """Bearer-token auth on every route but /healthz (CONTRACT section 6)."""
+PRINCIPAL = "nbmesh.principal"  # the scope key where the gate leaves the caller for the handlers
+_TRUSTED_HOST = "nbmesh.trusted_host"
+_CHANGES = frozenset({"POST", "PUT", "DELETE"})
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+
+async def _mark_trusted_host(scope: Scope, receive: Receive, send: Send) -> None:
+    scope[_TRUSTED_HOST] = True
+
+
+async def _discard(message: Any) -> None:
+    pass
+
+
+class Gate:
+    """Who is calling, settled before any handler runs (CONTRACT section 6).
+
+    With principals (``--token`` and/or ``--access``) every route but /healthz needs a known bearer
+    token, else 401; the handlers then check the caller's right on what they touch (403). Without
+    any token (loopback only) every caller is the operator, so the gate refuses what a web page could
+    send instead: a Host that is not a loopback name (DNS rebinding), an Origin other than the
+    runtime's own or an allowed one (403), and a change whose body is not declared JSON (415): a
+    form or ``text/plain`` POST is the one kind a browser sends to another site without asking.
+    """
+
+    def __init__(self, app: ASGIApp, access: Access | None, hosts: list[str], origins: Iterable[str]) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.access = access
+        self.hosts = hosts
+        self.origins = frozenset(origin.encode() for origin in origins)
+        # Starlette's host matching (ports, IPv6 literals, malformed headers) decides; the answer is ours.
+        self.host_check = TrustedHostMiddleware(_mark_trusted_host, allowed_hosts=hosts, www_redirect=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.expected is None or scope["type"] != "http" or scope["path"] == "/healthz":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, self.expected):
-            error = Unauthorized("A valid bearer token is required: send 'Authorization: Bearer <token>'.")
+        if self.access is None:
+            error = await self._cross_site(scope, receive)
+            scope[PRINCIPAL] = OPEN
+        else:
+            error = self._authenticate(scope)
+        if error is not None:
             await error_response(error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _authenticate(self, scope: Scope) -> NbmeshError | None:
+        if scope["path"] == "/healthz":
+            return None
+        assert self.access is not None
+        principal = self.access.identify(dict(scope["headers"]).get(b"authorization", b""))
+        if principal is None:
+            return Unauthorized("A valid bearer token is required: send 'Authorization: Bearer <token>'.")
+        scope[PRINCIPAL] = principal
+        return None
+
+    async def _cross_site(self, scope: Scope, receive: Receive) -> NbmeshError | None:
+        headers = dict(scope["headers"])
+        await self.host_check(scope, receive, _discard)
+        if not scope.pop(_TRUSTED_HOST, False):
+            host = headers.get(b"host", b"").decode("latin-1")
+            return Forbidden(
+                f"Host {host!r} is not a loopback name: a runtime without a token answers only to "
+                f"{', '.join(self.hosts)} (a web page elsewhere may be trying to reach it)."
+            )
+        origin = headers.get(b"origin")
+        if origin is not None and not self._origin_allowed(scope, origin, headers[b"host"]):
+            return Forbidden(
+                f"Requests from pages at {origin.decode('latin-1')!r} are refused: a runtime without a token "
+                "answers only pages of its own origin and those given with --allowed-origin."
+            )
+        method = scope["method"]
+        if method in _CHANGES:
+            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media != b"application/json" and not (method == "PUT" and media == b"multipart/form-data"):
+                alternative = " (or multipart/form-data for a publish)" if method == "PUT" else ""
+                return UnsupportedMediaType(
+                    f"A {method} must send Content-Type: application/json{alternative}, "
+                    f"got {media.decode('latin-1') or 'none'}."
+                )
+        return None
+
+    def _origin_allowed(self, scope: Scope, origin: bytes, host: bytes) -> bool:
+        """Pages of the runtime's own origin (any of its loopback names, at its port) and the allowed ones."""
+        if origin in self.origins or origin == b"http://" + host:
+            return True
+        server = scope.get("server")
+        return bool(server) and origin in {f"http://{name}:{server[1]}".encode() for name in self.hosts}
 
 
 async def _nbmesh_error(request: Request, exc: Exception) -> Response:
@@ -248,7 +384,15 @@ ROUTES = [
 ]
 
 
-def create_app(service: Service, token: str | None = None, on_kernel_ready=None) -> Starlette:
+def create_app(
+    service: Service,
+    access: Access | None = None,
+    host: str = "127.0.0.1",
+    allowed_origins: Iterable[str] = (),
+    on_kernel_ready=None,
+) -> Starlette:
+    """The app; ``access`` None is the open loopback default, where ``host`` and ``allowed_origins``
+    say which Host and Origin headers are this machine's."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await service.start(on_kernel_ready)
@@ -259,7 +403,7 @@ def create_app(service: Service, token: str | None = None, on_kernel_ready=None)
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(TokenMiddleware, token=token)],
+        middleware=[Middleware(Gate, access=access, hosts=trusted_hosts(host), origins=allowed_origins)],
         exception_handlers={NbmeshError: _nbmesh_error, Exception: _unexpected, 404: _not_found, 405: _method_not_allowed},
         lifespan=lifespan,
     )

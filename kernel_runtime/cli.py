@@ -98,7 +98,9 @@ def serve(
     sandbox: str = typer.Option("auto", "--sandbox", help="Kernel sandbox: auto (bubblewrap if it works, else none), bwrap, none."),
     kernel_env: list[str] = typer.Option([], "--kernel-env", help="Pass this variable of the runtime's environment to kernels (repeatable)."),
     kernel_workdir: Optional[Path] = typer.Option(None, "--kernel-workdir", help="A folder every kernel sees read-only as its working directory."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="NBMESH_TOKEN", help="Require this bearer token."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="NBMESH_TOKEN", help="Require a bearer token; this one may do everything."),
+    access: Optional[Path] = typer.Option(None, "--access", envvar="NBMESH_ACCESS", metavar="FILE", help="Principals file: who may publish, invoke and emit what (docs/security.md)."),
+    allowed_origin: Optional[list[str]] = typer.Option(None, "--allowed-origin", metavar="ORIGIN", help="Without a token, also answer web pages of this origin (JupyterLab's), e.g. http://localhost:8888. Repeatable."),
     kernel_memory: Optional[int] = typer.Option(None, "--kernel-memory", help="Per-kernel memory limit in MiB."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Kernels one product may use at once (default: pool size - 1, at least 1)."),
     keep_runs: Optional[int] = typer.Option(None, "--keep-runs", min=1, help="Keep only each product's newest N runs in the store (default: all)."),
@@ -110,16 +112,20 @@ def serve(
     """Run the runtime: a pool of warm kernels behind the HTTP API."""
     import uvicorn
 
+    from .access import Access
     from .api import create_app
     from .pool import PoolSettings
     from .repository import Repository
     from .sandbox import kernel_env as passed_env
     from .sandbox import resolve as resolve_sandbox
     from .service import Service, Settings
+    from .security import parse_origin
     from .store import open_store
 
-    if not token and not is_loopback(host):
-        fail(f"Refusing to serve on {host} without a token: pass --token or set NBMESH_TOKEN.")
+    if not token and not access and not is_loopback(host):
+        fail(f"Refusing to serve on {host} without a token: pass --token or --access (or set NBMESH_TOKEN or NBMESH_ACCESS).")
+    principals = _run_cli(lambda: Access.configure(token, access))
+    origins = _run_cli(lambda: [parse_origin(origin) for origin in allowed_origin or []])
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     blob_store = _run_cli(lambda: open_store(store))
     if kernel_workdir is not None and not kernel_workdir.is_dir():
@@ -149,7 +155,7 @@ def serve(
         err.print(f"[cyan]kernel {ready[0]}/{kernels} started[/]", highlight=False)
 
     err.print(f"nbmesh: store {blob_store.url}, starting {kernels} kernel(s) ({spare_kernels} spare)…", highlight=False)
-    application = create_app(service, token=token, on_kernel_ready=on_kernel_ready)
+    application = create_app(service, principals, host=host, allowed_origins=origins, on_kernel_ready=on_kernel_ready)
     # uvicorn stops listening on SIGTERM, gives in-flight requests the grace period, then runs the
     # lifespan shutdown (Service.stop), which gives background runs what is left of it.
     config = uvicorn.Config(application, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=grace)
@@ -159,7 +165,8 @@ def serve(
     async def startup(sockets=None) -> None:
         await original(sockets)
         if server.started:
-            err.print(f"[bold green]nbmesh answers on http://{host}:{port}[/] ({len(service.catalog)} product(s))", highlight=False)
+            callers = f"{len(principals.by_digest)} principal(s)" if principals else "no token, loopback callers only"
+            err.print(f"[bold green]nbmesh answers on http://{host}:{port}[/] ({len(service.catalog)} product(s); {callers})", highlight=False)
 
     original_shutdown = server.shutdown
 
@@ -252,6 +259,22 @@ def emit(
     with _client(url, token) as client:
         answer = _run_cli(lambda: client.emit(topic, _parse_pairs(ctx.args)))
     out.print(f"event {answer['topic']}: {len(answer['runs'])} run(s) {' '.join(answer['runs'])}", highlight=False, soft_wrap=True)
+
+
+@app.command("token")
+def token_command(name: str = typer.Argument(..., help="The principal's name in the access file.")) -> None:
+    """Make a new random token, and the access-file principal that holds only its SHA-256 digest."""
+    from .access import new_principal
+
+    if not name.strip():
+        fail("A principal's name is a non-empty string.")
+    secret, principal = new_principal(name)
+    sys.stdout.write(
+        "principal (not secret: add it to the access file's \"principals\", then fill in its rights):\n"
+        f"{json.dumps(principal)}\n"
+        f"token (SECRET: give it to {name} only, as NBMESH_TOKEN; it is shown once and stored nowhere):\n"
+        f"{secret}\n"
+    )
 
 
 def main() -> None:

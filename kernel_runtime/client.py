@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .errors import (
+    Forbidden,
     InvalidNotebook,
     InvalidParameters,
     InvalidRequest,
@@ -24,14 +25,17 @@ from .errors import (
     QueueFull,
     RunFailed,
     Unauthorized,
+    UnsupportedMediaType,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 _BY_STATUS: dict[int, type[NbmeshError]] = {
     400: InvalidRequest,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     413: PayloadTooLarge,
+    415: UnsupportedMediaType,
     422: InvalidParameters,
     503: QueueFull,
 }
@@ -101,7 +105,8 @@ class Client:
         return self._request("PUT", f"/api/products/{name}", json=nb).json()
 
     def unpublish(self, name: str) -> None:
-        self._request("DELETE", f"/api/products/{name}")
+        # Every change declares JSON, even without a body: a runtime without a token requires it.
+        self._request("DELETE", f"/api/products/{name}", headers={"Content-Type": "application/json"})
 
     def run(self, name: str, /, **params: Any) -> dict[str, Any]:
         """Invoke and wait; the whole run record, whatever its status."""

@@ -49,6 +49,18 @@ class Unauthorized(NbmeshError):
     """A missing or wrong bearer token."""
 
 
+class Forbidden(NbmeshError):
+    """A known caller without the right, or a request a web page could have forged."""
+
+
+class UnsupportedMediaType(NbmeshError):
+    """A request that changes something without declaring a JSON (or multipart publish) body."""
+
+
+class InvalidConfig(NbmeshError):
+    """A setting or file given to ``nbmesh serve`` that cannot be used; the runtime does not start."""
+
+
 class StoreError(NbmeshError):
     """The store could not be read or written."""
 

@@ -2,21 +2,24 @@
 
 The fixed routes are described once, here; each published product adds one
 typed invoke path, ``POST /api/products/<name>/invoke``, whose request body
-is the product's parameter schema with the runtime's value bounds. The
-document depends only on which version of each product is the newest, so it
-is built once per catalog state and served from cache until that changes.
+is the product's parameter schema with the runtime's value bounds; a caller
+sees the invoke paths of the products it may read. The document depends only
+on which version of each product is the newest and on who asks, so it is
+built once per catalog state and caller and served from cache until that
+changes.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from . import __version__
 from .product import MAX_ITEMS, MAX_STRING, NAME_RE, ProductSpec
 from .records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
 
 if TYPE_CHECKING:
+    from .access import Principal
     from .service import Service
 
 REF_PATTERN = NAME_RE.pattern.removesuffix("$") + r"(@[1-9][0-9]*)?$"
@@ -37,9 +40,14 @@ def _error(description: str) -> dict[str, Any]:
 
 ERRORS = {
     "400": _error("Malformed name, query or body."),
-    "401": _error("Missing or wrong bearer token."),
+    "401": _error("Missing or unknown bearer token (when the runtime has principals)."),
+    "403": _error(
+        "The caller has no right to this product, topic or change; or, on a runtime without a token, "
+        "a Host or Origin a web page elsewhere would send."
+    ),
     "404": _error("No such product, version or run."),
     "413": _error("Body larger than its limit."),
+    "415": _error("A change without Content-Type: application/json (multipart/form-data for a publish), on a runtime without a token."),
     "422": _error("Invalid notebook or parameters; details list every problem."),
     "503": _error("Kernels, queue or store unavailable right now; try again later."),
     "default": _error("Any other error, with the error body."),
@@ -47,7 +55,7 @@ ERRORS = {
 
 
 def _errors(*codes: str) -> dict[str, Any]:
-    return {code: ERRORS[code] for code in (*codes, "401", "default")}
+    return {code: ERRORS[code] for code in (*codes, "401", "403", "default")}
 
 
 def _path_param(name: str, pattern: str, description: str) -> dict[str, Any]:
@@ -143,12 +151,12 @@ FIXED_PATHS: dict[str, Any] = {
             "summary": "Publish a notebook as the product's next version",
             "operationId": "publishProduct",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Notebook")}}},
-            "responses": {"201": _json(_ref("Product"), "Published."), **_errors("400", "413", "422", "503")},
+            "responses": {"201": _json(_ref("Product"), "Published."), **_errors("400", "413", "415", "422", "503")},
         },
         "delete": {
             "summary": "Unpublish (its runs stay readable)",
             "operationId": "unpublishProduct",
-            "responses": {"204": {"description": "Unpublished."}, **_errors("400", "404")},
+            "responses": {"204": {"description": "Unpublished."}, **_errors("400", "404", "415")},
         },
     },
     "/api/products/{name}/invoke": {
@@ -157,7 +165,7 @@ FIXED_PATHS: dict[str, Any] = {
             "summary": "Run now and wait",
             "operationId": "invoke",
             "requestBody": {"content": {"application/json": {"schema": _ref("Parameters")}}},
-            "responses": {**RUN_ANSWERS, **_errors("400", "404", "413", "422", "503")},
+            "responses": {**RUN_ANSWERS, **_errors("400", "404", "413", "415", "422", "503")},
         },
     },
     "/api/products/{name}/runs": {
@@ -168,7 +176,7 @@ FIXED_PATHS: dict[str, Any] = {
             "requestBody": {"content": {"application/json": {"schema": _ref("Parameters")}}},
             "responses": {
                 "202": _json({"type": "object", "required": ["run_id", "status"], "properties": {"run_id": {"type": "string"}, "status": {"const": QUEUED}}}, "Queued."),
-                **_errors("400", "404", "413", "422", "503"),
+                **_errors("400", "404", "413", "415", "422", "503"),
             },
         },
         "get": {
@@ -208,7 +216,7 @@ FIXED_PATHS: dict[str, Any] = {
                     {"type": "object", "required": ["topic", "runs"], "properties": {"topic": {"type": "string"}, "runs": {"type": "array", "items": {"type": "string"}}}},
                     "Published; the runs it started.",
                 ),
-                **_errors("400", "413", "422", "503"),
+                **_errors("400", "413", "415", "422", "503"),
             },
         },
     },
@@ -259,14 +267,14 @@ def invoke_path(spec: ProductSpec, product: dict[str, Any]) -> dict[str, Any]:
             "tags": ["products"],
             "x-nbmesh-version": product["version"],
             "requestBody": {"content": {"application/json": {"schema": body}}},
-            "responses": {**RUN_ANSWERS, **_errors("400", "413", "422", "503")},
+            "responses": {**RUN_ANSWERS, **_errors("400", "413", "415", "422", "503")},
         }
     }
 
 
-def build(service: "Service") -> dict[str, Any]:
+def build(service: "Service", visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
     paths = dict(FIXED_PATHS)
-    for product in service.products():
+    for product in service.products(visible):
         entry = service.catalog[product["name"]]
         paths[f"/api/products/{product['name']}/invoke"] = invoke_path(entry.specs[entry.latest], product)
     return {
@@ -275,23 +283,33 @@ def build(service: "Service") -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token of `--token` or of a principal of `--access` (docs/security.md); "
+                    "not needed on a runtime started without either.",
+                }
+            },
         },
         "security": [{"bearer": []}],
     }
 
 
 class OpenAPI:
-    """The document, cached per catalog state (which version of each product is newest)."""
+    """The document, cached per catalog state (which version of each product is newest) and caller."""
 
     def __init__(self, service: "Service") -> None:
         self.service = service
         self._key: tuple[tuple[str, int], ...] | None = None
-        self._body = b""
+        self._bodies: dict["Principal", bytes] = {}
 
-    def body(self) -> bytes:
+    def body(self, caller: "Principal", visible: Callable[[str], bool]) -> bytes:
+        """``visible`` says which products ``caller`` may read; the principals are few and fixed."""
         key = tuple(sorted((name, entry.latest) for name, entry in self.service.catalog.items()))
         if key != self._key:
-            self._body = json.dumps(build(self.service)).encode()
+            self._bodies.clear()
             self._key = key
-        return self._body
+        if caller not in self._bodies:
+            self._bodies[caller] = json.dumps(build(self.service, None if caller.admin else visible)).encode()
+        return self._bodies[caller]

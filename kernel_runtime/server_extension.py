@@ -208,10 +208,12 @@ class ProxyHandler(_Base):
         target = f"{self.connection.url}/{self.request.path[len(prefix):]}"
         if self.request.query:
             target += f"?{self.request.query}"
+        # A fresh set of headers: the browser's Origin and cookies stay here, only the token is added.
         headers = dict(self.connection.headers)
-        if self.request.body:
-            headers["Content-Type"] = self.request.headers.get("Content-Type", "application/json")
         method = self.request.method or "GET"
+        if method != "GET":
+            # A change must declare its body's type (a runtime without a token refuses it otherwise).
+            headers["Content-Type"] = self.request.headers.get("Content-Type", "application/json")
         response = None
         for attempt in range(2):
             try:

@@ -237,8 +237,15 @@ class Service:
             "downstream": downstream_of(name, latest_triggers(self.catalog)),
         }
 
-    def products(self) -> list[dict[str, Any]]:
-        return [self.product_json(name) for name in sorted(self.catalog)]
+    def products(self, visible: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
+        """The catalog, or the part of it ``visible`` (a product name -> bool) lets through."""
+        return [self.product_json(name) for name in sorted(self.catalog) if visible is None or visible(name)]
+
+    def owner_of(self, name: str) -> str | None:
+        """The owner of a published product's newest version, from memory; None if it is not published."""
+        entry = self.catalog.get(name)
+        spec = entry.specs.get(entry.latest) if entry is not None else None
+        return None if spec is None else spec.owner
 
     async def product(self, ref: str) -> dict[str, Any]:
         spec, version = await self.resolve(ref)
@@ -248,10 +255,14 @@ class Service:
         spec, version = await self.resolve(ref)
         return self.catalog[spec.name].stored[version].notebook
 
-    async def publish(self, name: str, body: bytes) -> dict[str, Any]:
+    async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """``authorize`` is called with the owner the notebook names, before anything is checked or stored."""
         check_name(name)
         nb = read_notebook(body)
         meta = nb.get("metadata", {}).get("nbmesh", {})
+        owner = meta.get("owner", "") if isinstance(meta, dict) else ""
+        if authorize is not None and isinstance(owner, str):
+            authorize(owner)
         loops = loop_problems(name, meta.get("triggers", []) if isinstance(meta, dict) else [], latest_triggers(self.catalog))
         try:
             load_spec(nb, name)  # raises InvalidNotebook listing every problem; nothing is stored then

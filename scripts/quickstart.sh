@@ -5,6 +5,11 @@ cd "$(dirname "$0")/.."
 PORT="${NBMESH_PORT:-8765}"
 export NBMESH_URL="http://127.0.0.1:${PORT}"
 
+# Kernels run inside Debian's bubblewrap sandbox; without it nbmesh still runs, uncontained, and says so.
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing Debian's bubblewrap (the kernels' sandbox)…"
+  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
@@ -26,6 +31,6 @@ for product in $(.venv/bin/python -c 'import kernel_runtime; [print(p["name"]) f
 done
 echo
 echo "nbmesh is serving on $NBMESH_URL — try:"
-echo "  curl -s -X POST $NBMESH_URL/api/products/weather-summary/invoke -d '{\"year\": 2014}'"
+echo "  curl -s -X POST $NBMESH_URL/api/products/weather-summary/invoke -H 'Content-Type: application/json' -d '{\"year\": 2014}'"
 echo "Press Ctrl-C to stop."
 wait "$server"

@@ -4,13 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ]; then
-  echo "installing Debian's chromium for the browser test…"
-  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
-fi
-if [ ! -x /usr/bin/bwrap ]; then
-  echo "installing Debian's bubblewrap, the kernels' sandbox…"
-  apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+# Debian packages the suite uses for real: chromium (browser test), bubblewrap (the kernels' sandbox).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian's ${missing[*]} for the tests…"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip

@@ -20,6 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+# A change (POST, PUT, DELETE) declares a JSON body, even an empty one: a runtime without a token
+# refuses it otherwise (docs/security.md). httpx's json= sets it; raw content= and no body need it.
+JSON = {"Content-Type": "application/json"}
 
 
 def free_port() -> int:

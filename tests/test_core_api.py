@@ -6,7 +6,7 @@ import json
 import time
 
 
-from tests.conftest import NOTEBOOKS, make_notebook, unique, wait_for
+from tests.conftest import JSON, NOTEBOOKS, make_notebook, unique, wait_for
 
 SIMPLE = [
     ("parameters", 'x: int = 3  # a number\nregion = "EU"  # sales region'),
@@ -80,7 +80,7 @@ def test_publish_name_mismatch_and_bad_name(http):
 
 
 def test_publish_not_json(http):
-    assert_error_body(http.put(f"/api/products/{unique('x')}", content=b"{oops"), 422)
+    assert_error_body(http.put(f"/api/products/{unique('x')}", content=b"{oops", headers=JSON), 422)
 
 
 def test_invoke_success_run_object(http):
@@ -98,7 +98,7 @@ def test_invoke_success_run_object(http):
 
 def test_invoke_empty_body_uses_defaults(http):
     name, _ = publish(http)
-    assert http.post(f"/api/products/{name}/invoke").json()["result"] == {"y": 6, "region": "EU"}
+    assert http.post(f"/api/products/{name}/invoke", headers=JSON).json()["result"] == {"y": 6, "region": "EU"}
 
 
 def test_invoke_bad_parameters_422(http):
@@ -106,7 +106,7 @@ def test_invoke_bad_parameters_422(http):
     body = assert_error_body(http.post(f"/api/products/{name}/invoke", json={"x": "3", "nope": 1}), 422)
     assert len(body["details"]) == 2
     assert_error_body(http.post(f"/api/products/{name}/invoke", json=[1]), 422)
-    assert_error_body(http.post(f"/api/products/{name}/invoke", content=b"{bad json"), 400)
+    assert_error_body(http.post(f"/api/products/{name}/invoke", content=b"{bad json", headers=JSON), 400)
 
 
 def test_invoke_unknown_product_404(http):
@@ -136,7 +136,7 @@ def test_timeout_504_then_kernel_still_serves(http):
 
 def test_non_json_result_fails_naming_type(http):
     name, _ = publish(http, [("output", "{1, 2}")])
-    run = http.post(f"/api/products/{name}/invoke").json()
+    run = http.post(f"/api/products/{name}/invoke", headers=JSON).json()
     assert run["status"] == "failed" and run["error"]["ename"] == "ResultNotSerializable"
     assert "builtins.set" in run["error"]["evalue"]
 
@@ -148,7 +148,7 @@ def test_scientific_results_become_json(http):
                    " 'n': np.int64(7), 'arr': np.arange(3), 'f': np.float32(0.5), 'when': dt.date(2024, 5, 1), 'nan': float('nan')}"),
     ]
     name, _ = publish(http, cells)
-    result = http.post(f"/api/products/{name}/invoke").json()["result"]
+    result = http.post(f"/api/products/{name}/invoke", headers=JSON).json()["result"]
     assert result["df"] == [{"a": 1, "t": "2024-01-01T00:00:00"}, {"a": 2, "t": "2024-01-02T00:00:00"}]
     assert result["n"] == 7 and result["arr"] == [0, 1, 2] and result["f"] == 0.5
     assert result["when"] == "2024-05-01" and result["nan"] is None
@@ -208,11 +208,11 @@ def test_product_runs_newest_first_with_limit(http):
 
 def test_unpublish_keeps_runs(http):
     name, _ = publish(http)
-    run_id = http.post(f"/api/products/{name}/invoke").json()["run_id"]
-    assert http.delete(f"/api/products/{name}").status_code == 204
+    run_id = http.post(f"/api/products/{name}/invoke", headers=JSON).json()["run_id"]
+    assert http.delete(f"/api/products/{name}", headers=JSON).status_code == 204
     assert_error_body(http.get(f"/api/products/{name}"), 404)
-    assert_error_body(http.delete(f"/api/products/{name}"), 404)
-    assert_error_body(http.post(f"/api/products/{name}/invoke"), 404)
+    assert_error_body(http.delete(f"/api/products/{name}", headers=JSON), 404)
+    assert_error_body(http.post(f"/api/products/{name}/invoke", headers=JSON), 404)
     assert http.get(f"/api/runs/{run_id}").json()["status"] == "succeeded"
     assert http.get(f"/api/runs/{run_id}/notebook").status_code == 200
     republished = http.put(f"/api/products/{name}", json=make_notebook(SIMPLE)).json()
@@ -229,7 +229,7 @@ def test_unknown_runs_and_routes_404(http):
 def test_example_products_publish_and_run(http):
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         name = json.loads(path.read_text())["metadata"]["nbmesh"]["name"]
-        r = http.put(f"/api/products/{name}", content=path.read_bytes())
+        r = http.put(f"/api/products/{name}", content=path.read_bytes(), headers=JSON)
         assert r.status_code == 201, (path.name, r.text)
         run = http.post(f"/api/products/{r.json()['name']}/invoke", json={}).json()
         assert run["status"] == "succeeded", (path.name, run.get("error"))

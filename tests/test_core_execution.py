@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import make_notebook, unique, wait_for
+from tests.conftest import JSON, make_notebook, unique, wait_for
 
 ECHO = [("parameters", 's = ""  # any text'), ("output", "{'s': s, 'len': len(s)}")]
 
@@ -176,7 +176,7 @@ def test_replicas_sharing_a_store_see_each_others_publishes(fresh_runtime, tmp_p
         name = publish(on_a, ECHO)
         wait_for(lambda: on_b.get(f"/api/products/{name}").status_code == 200, 10, "replica b to see the publish")
         assert invoke(on_b, name, s="via b")["result"]["s"] == "via b"
-        assert on_b.delete(f"/api/products/{name}").status_code == 204
+        assert on_b.delete(f"/api/products/{name}", headers=JSON).status_code == 204
         wait_for(lambda: on_a.get(f"/api/products/{name}").status_code == 404, 10, "replica a to see the unpublish")
 
 

@@ -8,6 +8,7 @@ functions that drive the server's own loop.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 
@@ -19,6 +20,7 @@ from tornado.httpclient import HTTPResponse
 from .conftest import Runtime, free_port, make_notebook, unique
 
 TOKEN = "lab-test-secret"
+CONSUMER_TOKEN = "lab-consumer-secret"
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +41,8 @@ def nbmesh(request, tmp_path):
         return {"url": request.getfixturevalue("runtime").url, "start_runtime": False}
     if setup == "token":
         return {"url": request.getfixturevalue("token_runtime").url, "token": TOKEN, "start_runtime": False}
+    if setup == "consumer":
+        return {"url": request.getfixturevalue("access_runtime").url, "token": CONSUMER_TOKEN, "start_runtime": False}
     if setup == "absent":
         return {"url": f"http://127.0.0.1:{free_port()}", "start_runtime": False}
     if setup == "autostart":
@@ -58,6 +62,26 @@ def token_runtime(tmp_path_factory):
     rt.stop()
 
 
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def access_runtime(tmp_path_factory):
+    """A runtime with principals: an admin, and the consumer the lab uses, which may invoke lab-shared only."""
+    folder = tmp_path_factory.mktemp("access-store")
+    (folder / "access.json").write_text(json.dumps({"principals": [
+        {"name": "admin", "token_sha256": _digest(TOKEN), "admin": True},
+        {"name": "lab-consumer", "token_sha256": _digest(CONSUMER_TOKEN), "invoke": ["lab-shared"]},
+    ]}))
+    rt = Runtime(store=str(folder / "store"), port=free_port(), args=["--access", str(folder / "access.json")]).start()
+    with rt.client(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        for name in ("lab-shared", "lab-hidden"):
+            assert http.put(f"/api/products/{name}", json=make_notebook([("output", "'ok'")], name=name)).status_code == 201
+    yield rt
+    rt.stop()
+
+
 @pytest.fixture
 def jp_server_config(nbmesh):
     return {
@@ -73,6 +97,8 @@ def lab(jp_fetch, jp_asyncio_loop):
     def call(method: str, path: str, body: object = None, **kwargs: object) -> tuple[int, object]:
         if body is not None:
             kwargs["body"] = json.dumps(body)
+            # As the front end sends it (extension/src/api.ts); tornado would say form-urlencoded.
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         elif method in ("PUT", "POST"):
             kwargs["body"] = ""
         kwargs.setdefault("request_timeout", 180)
@@ -165,6 +191,22 @@ def test_the_token_is_added_by_the_server_and_never_shown(lab, token_runtime):
     status, product = lab("PUT", f"nbmesh/api/products/{name}", make_notebook([("output", "'ok'")], name=name))
     assert status == 201, product
     assert lab("POST", f"nbmesh/api/products/{name}/invoke", {})[1]["result"] == "ok"
+
+
+@pytest.mark.parametrize("nbmesh", ["consumer"], indirect=True)
+def test_the_runtimes_refusals_reach_the_browser_intact(lab, access_runtime):
+    name = unique("lab-refused")
+    notebook = make_notebook([("output", "1")], name=name, owner="lab-team")
+    status, body = lab("PUT", f"nbmesh/api/products/{name}", notebook)
+    direct = httpx.put(
+        f"{access_runtime.url}/api/products/{name}", json=notebook, headers={"Authorization": f"Bearer {CONSUMER_TOKEN}"}
+    )
+    assert status == 403 and direct.status_code == 403 and body == direct.json()
+    assert "lab-consumer" in body["error"]
+    assert lab("POST", "nbmesh/api/products/lab-hidden/invoke", {})[0] == 403
+    assert lab("POST", "nbmesh/api/products/lab-shared/invoke", {})[1]["result"] == "ok"
+    status, catalog = lab("GET", "nbmesh/api/products")
+    assert status == 200 and [p["name"] for p in catalog["products"]] == ["lab-shared"]
 
 
 @pytest.mark.parametrize("nbmesh", ["absent"], indirect=True)

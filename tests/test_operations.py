@@ -15,10 +15,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kernel_runtime import openapi as openapi_module
+from kernel_runtime.access import OPEN
 from kernel_runtime.repository import Repository
 from kernel_runtime.service import Service
 from kernel_runtime.store import LocalStore
-from tests.conftest import ROOT, make_notebook, unique, wait_for
+from tests.conftest import JSON, ROOT, make_notebook, unique, wait_for
 
 sys.path.insert(0, str(ROOT / "bench"))
 import load  # noqa: E402  (bench/load.py: the same load the benchmark reports)
@@ -89,7 +90,7 @@ def test_openapi_has_every_route_and_a_typed_invoke_per_product(http):
     assert schema["properties"]["n"]["description"] == "how many" and schema["properties"]["n"]["default"] == 1
     assert schema["properties"]["label"]["maxLength"] == 65536
     assert set(typed["responses"]) >= {"200", "401", "422", "500", "504"}
-    http.delete(f"/api/products/{name}")
+    http.delete(f"/api/products/{name}", headers=JSON)
     assert f"/api/products/{name}/invoke" not in http.get("/openapi.json").json()["paths"]
 
 
@@ -97,16 +98,20 @@ async def test_openapi_is_rebuilt_only_when_the_catalog_changes(tmp_path, monkey
     service = Service(Repository(LocalStore(tmp_path)))
     builds = []
     real_build = openapi_module.build
-    monkeypatch.setattr(openapi_module, "build", lambda s: builds.append(1) or real_build(s))
+    monkeypatch.setattr(openapi_module, "build", lambda s, visible: builds.append(1) or real_build(s, visible))
     doc = openapi_module.OpenAPI(service)
-    first = doc.body()
-    assert doc.body() is first and len(builds) == 1
+
+    def body() -> bytes:
+        return doc.body(OPEN, lambda name: True)
+
+    first = body()
+    assert body() is first and len(builds) == 1
     await service.publish("cached", json.dumps(make_notebook(TYPED)).encode())
-    second = doc.body()
+    second = body()
     assert second is not first and "/api/products/cached/invoke" in json.loads(second)["paths"]
-    assert doc.body() is second and len(builds) == 2
+    assert body() is second and len(builds) == 2
     await service.publish("cached", json.dumps(make_notebook(TYPED)).encode())
-    doc.body()
+    body()
     assert len(builds) == 3
 
 

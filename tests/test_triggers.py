@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, make_notebook, unique, wait_for
+from tests.conftest import JSON, ROOT, make_notebook, unique, wait_for
 
 FINAL = {"succeeded", "failed", "timed_out"}
 
@@ -90,7 +90,7 @@ def test_schedules_fire_once_per_due_time_in_their_timezone(fresh_runtime, tmp_p
 
         # Republishing without the schedule stops it, unpublishing stops the other.
         publish(http, "every-minute", echo("every-minute", "tag: str = ''", "tag"))
-        assert http.delete("/api/products/nine-in-new-york").status_code == 204
+        assert http.delete("/api/products/nine-in-new-york", headers=JSON).status_code == 204
         clock.set("2030-01-03T14:00:05Z")
         time.sleep(2.5)
         assert len(scheduled(http, "every-minute")) == 2
@@ -200,7 +200,7 @@ def test_loops_are_rejected_with_every_problem_and_nothing_stored(http):
 
 def test_event_requests_are_validated(http):
     assert http.post("/api/events/Not A Topic", json={}).status_code == 400
-    too_big = http.post(f"/api/events/{unique('big')}", content=b'{"x": "' + b"a" * (1024 * 1024) + b'"}')
+    too_big = http.post(f"/api/events/{unique('big')}", content=b'{"x": "' + b"a" * (1024 * 1024) + b'"}', headers=JSON)
     assert too_big.status_code == 413
     assert http.post(f"/api/events/{unique('list')}", json=[1, 2]).status_code == 422
     nobody = http.post(f"/api/events/{unique('nobody.listens')}", json={"a": 1})
@@ -313,7 +313,7 @@ def test_example_weather_pipeline(fresh_runtime, tmp_path):
         for stem in ("weather_raw", "weather_clean", "weather_digest"):
             nb = (ROOT / "notebooks" / f"{stem}.ipynb").read_text()
             name = stem.replace("_", "-")
-            assert http.put(f"/api/products/{name}", content=nb).status_code == 201
+            assert http.put(f"/api/products/{name}", content=nb, headers=JSON).status_code == 201
         time.sleep(2.5)  # the scheduler has seen the schedule before its due time
         clock.set("2030-01-01T06:00:05Z")
         digest = wait_for(lambda: all_final(http, "weather-digest", 1), what="the digest run")[0]
