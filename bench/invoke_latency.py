@@ -13,6 +13,9 @@ the machine is shared and noisy):
    venv under bench/.venvs/ (skipped with a reason when that fails).
 5. Ratios against the issue's targets (nbmesh ≤ 1.5 × floor, papermill ≥ 100 × nbmesh).
 6. Throughput with 8 concurrent clients against runtimes with 1 and with 2 kernels.
+7. The first invoke of a product whose kernel is not warm (pool size 1, two products taking turns,
+   so each invoke claims the spare kernel), minus its setup cells' own time, against a kernel start
+   measured here the way the runtime starts one (in its sandbox). Target: < 0.5 × a kernel start.
 
 Timings are reported, never asserted. Every process started here is stopped on the way out,
 also on error, Ctrl-C or the time budget running out. Run it with the project's venv:
@@ -285,6 +288,77 @@ class FloorKernel:
         self.log.close()
 
 
+# 7. a product whose kernel is not warm ----------------------------------------------------
+COLD_SETUP = "import statistics\nTABLE = [i * i for i in range(200_000)]"
+
+
+def cold_notebook(name: str) -> dict[str, Any]:
+    return make_notebook([("setup", COLD_SETUP), ("parameters", PARAMS_CELL), ("output", "len(TABLE) + x")], name=name)
+
+
+def setup_seconds(notebook: dict[str, Any]) -> float:
+    """What the setup cells themselves took, from the executed notebook's papermill metadata."""
+    return sum(
+        cell["metadata"]["papermill"]["duration"] or 0
+        for cell in notebook["cells"]
+        if "setup" in cell["metadata"].get("tags", []) and cell["metadata"].get("papermill")
+    )
+
+
+def settle(client: httpx.Client) -> None:
+    """Wait until every kernel is started and idle: the spare is there, nothing else is going on."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        p = client.get("/healthz").json()["pool"]
+        if p["idle"] == p["size"] + p["spare_target"] and not p["starting"] and not p["dead"]:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the pool did not settle: {p}")
+
+
+def bench_cold(stack: contextlib.ExitStack, workdir: Path, rounds: int) -> dict[str, Any]:
+    rt = start_runtime(stack, workdir / "store-cold", pool_size=1)
+    names = ["bench-cold-a", "bench-cold-b"]
+    totals, setups = [], []
+    with httpx.Client(base_url=rt.url, timeout=60) as client:
+        for name in names:
+            client.put(f"/api/products/{name}", json=cold_notebook(name)).raise_for_status()
+        settle(client)
+        client.post(f"/api/products/{names[1]}/invoke", json={"x": X}).raise_for_status()  # b holds the kernel
+        for i in range(rounds):
+            name = names[i % 2]  # with one kernel serving products, each turn retires the other's
+            settle(client)
+            t0 = time.perf_counter()
+            r = client.post(f"/api/products/{name}/invoke", json={"x": X})
+            elapsed = time.perf_counter() - t0
+            run = r.json()
+            if r.status_code != 200 or run["warm"] is not False:
+                raise RuntimeError(f"a cold invoke was expected: {r.status_code} {r.text[:300]}")
+            totals.append(elapsed)
+            setups.append(setup_seconds(client.get(f"/api/runs/{run['run_id']}/notebook").json()))
+    stop_process_tree(rt.proc)
+    overhead = [t - s for t, s in zip(totals, setups)]
+    return {"first_invoke": summary(totals), "setup": summary(setups), "first_invoke_minus_setup": summary(overhead)}
+
+
+async def kernel_starts(count: int) -> dict[str, Any]:
+    """How long the runtime takes to start one kernel (sandboxed, as it starts spares)."""
+    from kernel_runtime.pool import KernelPool, PoolSettings
+    from kernel_runtime.sandbox import resolve
+
+    contained = await asyncio.to_thread(resolve, "auto", {})  # probed once, outside the timing
+    samples = []
+    for _ in range(count):
+        pool = KernelPool(PoolSettings(size=0, spares=1, sandbox=contained))
+        t0 = time.perf_counter()
+        await pool.start()
+        samples.append(time.perf_counter() - t0)
+        if not pool.kernels:
+            raise RuntimeError(f"a kernel did not start: {pool.start_error}")
+        await pool.close()
+    return {**summary(samples), "sandbox": contained.kind}
+
+
 # 3. papermill ---------------------------------------------------------------------------
 def bench_papermill(runs: int, workdir: Path) -> dict[str, Any]:
     nb_in = workdir / "in.ipynb"
@@ -498,12 +572,19 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Callable[[st
         results[f"throughput_pool{pool}"] = loop.run_until_complete(throughput(rt_t.url, total, 8))
         stop_process_tree(rt_t.proc)
 
+    cold_rounds = 6 if args.quick else 20
+    log(f"cold products: {cold_rounds} first invokes on a spare kernel, and kernel starts…")
+    results["cold_product"] = bench_cold(stack, workdir, cold_rounds)
+    results["kernel_start"] = loop.run_until_complete(kernel_starts(3 if args.quick else 6))
+
     nb50 = results["nbmesh"]["p50_ms"]
     results["ratios"] = {
         "nbmesh_over_floor_ipc": nb50 / results["floor_ipc"]["p50_ms"],
         "nbmesh_over_floor_tcp": nb50 / results["floor_tcp"]["p50_ms"],
         "papermill_over_nbmesh": results["papermill"]["p50_ms"] / nb50,
         "kernel_gateway_over_nbmesh": results["kernel_gateway"]["p50_ms"] / nb50 if "kernel_gateway" in results else None,
+        "cold_minus_setup_over_kernel_start": results["cold_product"]["first_invoke_minus_setup"]["p50_ms"]
+        / results["kernel_start"]["p50_ms"],
     }
     results["skipped"] = skipped
     return results
@@ -525,6 +606,12 @@ def table(r: dict[str, Any]) -> str:
     add("floor total, tcp (sum)", "floor_tcp")
     add("papermill CLI, whole process", "papermill")
     add("Kernel Gateway notebook-http", "kernel_gateway")
+    if "cold_product" in r:
+        for label, key in (("cold product: first invoke", "first_invoke"), ("  of which its setup cells", "setup"),
+                           ("  first invoke minus setup", "first_invoke_minus_setup")):
+            part = r["cold_product"][key]
+            rows.append((label, f"{part['p50_ms']:.2f}", f"{part['p95_ms']:.2f}", str(part["n"])))
+    add(f"kernel start ({r.get('kernel_start', {}).get('sandbox')})", "kernel_start")
     width = max(len(row[0]) for row in rows)
     lines = [f"{a:<{width}}  {b:>9}  {c:>9}  {d:>4}" for a, b, c, d in rows]
     lines.insert(1, "-" * len(lines[0]))
@@ -534,6 +621,7 @@ def table(r: dict[str, Any]) -> str:
         f"nbmesh p50 / floor p50 (ipc)     {ratios['nbmesh_over_floor_ipc']:8.2f}   target <= 1.5",
         f"nbmesh p50 / floor p50 (tcp)     {ratios['nbmesh_over_floor_tcp']:8.2f}",
         f"papermill p50 / nbmesh p50       {ratios['papermill_over_nbmesh']:8.1f}   target >= 100",
+        f"cold invoke - setup / kernel start {ratios['cold_minus_setup_over_kernel_start']:6.2f}   target < 0.5",
     ]
     kg = ratios["kernel_gateway_over_nbmesh"]
     lines.append(
