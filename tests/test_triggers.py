@@ -308,7 +308,7 @@ def test_sigkill_with_runs_queued_and_running_then_restart(fresh_runtime, tmp_pa
 def test_example_weather_pipeline(fresh_runtime, tmp_path):
     """notebooks/weather_raw → weather_clean → weather_digest, started by raw's 06:00 schedule."""
     clock = TestClock(tmp_path / "clock", "2030-01-01T05:59:30Z")
-    rt = fresh_runtime("--pool-size", "2", env=clock.env)
+    rt = fresh_runtime("--pool-size", "2", "--kernel-workdir", str(ROOT / "notebooks"), env=clock.env)  # the data they read
     with rt.client() as http:
         for stem in ("weather_raw", "weather_clean", "weather_digest"):
             nb = (ROOT / "notebooks" / f"{stem}.ipynb").read_text()
