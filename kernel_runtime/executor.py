@@ -45,7 +45,7 @@ class Report:
     cells: list[dict[str, Any]]
     error: dict[str, Any] | None
     result: Any = None
-    retire: str | None = None  # why the kernel must not serve another run (it is exiting, threads left)
+    retire: str | None = None  # why the kernel must not serve another run (runner patched, exit(), threads left)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,9 @@ class _StateCollector(Collector):
             "nbmesh_kernel_restarts", "Kernels replaced after dying, hanging or being tampered with.", value=state["restarts"]
         )
         yield CounterMetricFamily(
-            "nbmesh_kernel_retirements", "Kernels shut down on purpose (least recently used, exit(), threads left).", value=state["retired"]
+            "nbmesh_kernel_retirements",
+            "Kernels shut down on purpose: least recently used, or after a run that patched the runner, called exit() or left threads.",
+            value=state["retired"],
         )
         yield GaugeMetricFamily(
             "nbmesh_kernel_start_failing", "1 while kernels cannot be started (runs that need one get 503).",

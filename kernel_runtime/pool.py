@@ -13,7 +13,7 @@ its ``/tmp``) can reach another product.
 Kernels run in the sandbox of :mod:`kernel_runtime.sandbox`. The pool replaces
 a kernel that dies (also while idle: it is checked when leased and watched in
 the background), whose runner a run tampered with, that hangs past an
-interrupt, or that a run asked to retire (``exit()``, threads left running).
+interrupt, or that a run asked to retire (it patched the runner, called ``exit()`` or left threads running).
 Starting is retried with backoff for as long as it fails; meanwhile a run that
 no live kernel can serve fails at once with :class:`KernelUnavailable` (503)
 instead of waiting. Callers beyond capacity wait in FIFO order.
@@ -123,7 +123,7 @@ class KernelPool:
         self._on_ready: Callable[[Kernel], None] | None = None
         self.starting = 0  # kernels being started, also those waiting to retry
         self.restarts = 0  # kernels replaced because they died, hung or were tampered with
-        self.retired = 0  # kernels shut down on purpose: least recently used, exit(), threads left
+        self.retired = 0  # kernels shut down on purpose: least recently used, runner patched, exit(), threads left
         self.spares_used = 0
         self.start_error: str | None = None  # why the last start failed, until one succeeds
         self.closed = False
