@@ -19,11 +19,13 @@ import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 from papermill.translators import PythonTranslator
 
-from . import triggers
-from .errors import InvalidNotebook, InvalidParameters, InvalidRequest
+from . import jsontext, triggers
+from .errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
 from .paramtypes import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Matched whole (fullmatch) and as ASCII: "$" alone would let "p\n" through, and str.isdigit() takes "²".
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.ASCII)
+VERSION_RE = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 DEFAULT_TIMEOUT = 60.0
 # Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
 MAX_DEPTH = 32
@@ -100,10 +102,14 @@ def problem(message: str, cell: int | None = None) -> dict[str, Any]:
     return {"cell": cell, "message": message}
 
 
+def is_name(value: Any) -> bool:
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
+
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not is_name(name):
         raise InvalidRequest(
-            f"Invalid product name {name!r}: use 1-63 lowercase letters, digits and dashes, "
+            f"Invalid product name {quoted(name)}: use 1-63 lowercase ASCII letters, digits and dashes, "
             "starting with a letter or digit."
         )
     return name
@@ -115,17 +121,21 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     check_name(name)
     if not sep:
         return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidRequest(f"Invalid version {version!r} in {ref!r}: a version is a positive integer.")
+    if not VERSION_RE.fullmatch(version):
+        raise InvalidRequest(
+            f"Invalid version {quoted(version)} in {quoted(ref)}: a version is a positive integer in ASCII digits."
+        )
     return name, int(version)
 
 
 def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
     """Parse notebook JSON; anything but an nbformat 4 notebook object is an InvalidNotebook."""
     try:
-        raw = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidNotebook("The body is not a notebook.", [problem(f"Not valid JSON: {exc}")]) from None
+        raw = jsontext.loads(data, "The notebook")
+    except MalformedJSON as exc:
+        raise InvalidNotebook("The body is not a notebook.", [problem(exc.message)]) from None
+    except UnacceptableJSON as exc:
+        raise InvalidNotebook("The notebook is not a valid product.", [problem(exc.message)]) from None
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise InvalidNotebook("The body is not a notebook.", [problem("A notebook is a JSON object with 'cells'.")])
     if raw.get("nbformat") != 4:
@@ -187,15 +197,15 @@ def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec
 
 def _product_name(meta: dict[str, Any], name: str | None, problems: list) -> str:
     meta_name = meta.get("name")
-    if meta_name is not None and (not isinstance(meta_name, str) or not NAME_RE.match(meta_name)):
-        problems.append(problem(f"metadata.nbmesh.name {meta_name!r} is not a valid product name."))
+    if meta_name is not None and not is_name(meta_name):
+        problems.append(problem(f"metadata.nbmesh.name {quoted(meta_name)} is not a valid product name."))
     if name is not None and meta_name is not None and meta_name != name:
         problems.append(
-            problem(f"metadata.nbmesh.name is {meta_name!r} but the product is published as {name!r}.")
+            problem(f"metadata.nbmesh.name is {quoted(meta_name)} but the product is published as {quoted(name)}.")
         )
     final = name or meta_name or ""
-    if not NAME_RE.match(final):
-        problems.append(problem(f"Product name {final!r} must match {NAME_RE.pattern}."))
+    if not is_name(final):
+        problems.append(problem(f"Product name {quoted(final)} must match {NAME_RE.pattern} (ASCII)."))
     return final
 
 
@@ -310,6 +320,11 @@ def _parameter(found: Any, cell_index: int, problems: list) -> Parameter | None:
         problems.append(
             problem(f"Parameter {found.name!r}: default {found.default!r} is not a literal value.", cell_index)
         )
+        return None
+    reason = jsontext.check(default)
+    if reason is not None:
+        # 1e309 is a literal (inf), and so is "\ud800": neither can be served as JSON.
+        problems.append(problem(f"Parameter {found.name!r}: its default {reason}.", cell_index))
         return None
     annotation = found.inferred_type_name
     if annotation in ("None", ""):
