@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = 60.0
 MAX_DEPTH = 32
 MAX_STRING = 65536  # characters in any string, dict keys included
 MAX_ITEMS = 10000  # elements of any list, entries of any dict
+MAX_SCHEMA_DEPTH = 64  # levels of an output_schema, within the same string and item bounds
 
 TAG_PARAMETERS = "parameters"
 TAG_SETUP = "setup"
@@ -369,15 +370,20 @@ def _read_settings(meta: dict[str, Any], problems: list) -> dict[str, Any]:
         settings[key] = value
     timeout = meta.get("timeout", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
-        problems.append(problem(f"metadata.nbmesh.timeout must be a number of seconds in (0, 86400], got {timeout!r}."))
+        problems.append(problem(f"metadata.nbmesh.timeout must be a number of seconds in (0, 86400], got {quoted(timeout)}."))
         timeout = DEFAULT_TIMEOUT
     settings["timeout"] = float(timeout)
     schema = meta.get("output_schema")
     if schema is not None:
-        try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            problems.append(problem(f"metadata.nbmesh.output_schema is not a valid JSON Schema: {exc.message}"))
+        # jsonschema recurses once per level, at publish and on every result: bound the nesting first.
+        excess = _out_of_bounds(schema, MAX_SCHEMA_DEPTH) if isinstance(schema, (dict, bool)) else "must be a JSON object"
+        if excess is None:
+            try:
+                jsonschema.validators.validator_for(schema).check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                excess = f"is not a valid JSON Schema: {exc.message}"
+        if excess is not None:
+            problems.append(problem(f"metadata.nbmesh.output_schema {excess}"))
             schema = None
     settings["output_schema"] = schema
     return settings
@@ -423,14 +429,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _out_of_bounds(value: Any) -> str | None:
+def _out_of_bounds(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
     """What makes ``value`` exceed the parameter bounds, or None when it is within them."""
     # Iterative, level by level, so a hostile deeply nested body cannot exhaust the stack.
     depth, level = 0, [value]
     while level:
         depth += 1
-        if depth > MAX_DEPTH:
-            return f"is nested deeper than {MAX_DEPTH} levels"
+        if depth > max_depth:
+            return f"is nested deeper than {max_depth} levels"
         nxt: list[Any] = []
         for item in level:
             if isinstance(item, str):

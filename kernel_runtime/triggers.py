@@ -83,8 +83,8 @@ def _check_schedule(where: str, trig: dict[str, Any]) -> list[dict[str, Any]]:
     tz = trig.get("timezone", "UTC")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        problems.append({"cell": None, "message": f"{where}: unknown timezone {tz!r}."})
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long for a file
+        problems.append({"cell": None, "message": f"{where}: unknown timezone {quoted(tz)}."})
     return problems
 
 

@@ -153,6 +153,29 @@ def test_defaults_json_cannot_hold_are_publish_problems_and_store_nothing(runtim
     assert "Infinity" not in http.get("/openapi.json").text
 
 
+def _nested(depth: int) -> dict:
+    schema: dict = {"type": "integer"}
+    for _ in range(depth):
+        schema = {"items": schema}
+    return schema
+
+
+@pytest.mark.parametrize(
+    "meta, fragment",
+    [
+        ({"output_schema": 5}, "output_schema must be a JSON object"),
+        ({"output_schema": _nested(300)}, "output_schema is nested deeper than 64 levels"),
+        ({"triggers": [{"schedule": "* * * * *", "timezone": "a" * 5000}]}, "unknown timezone 'aaaa"),
+        ({"timeout": 10**400}, "timeout must be a number of seconds"),
+    ],
+)
+def test_metadata_that_broke_publish_is_a_problem(runtime, http, meta, fragment):
+    name = unique("meta")
+    body = error_of(http.put(f"/api/products/{name}", json=make_notebook(PARAMS, **meta)), 422)
+    assert any(fragment in d["message"] and len(d["message"]) < 300 for d in body["details"]), body
+    assert stored_versions(runtime.store, name) == []
+
+
 # lone surrogates ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "body",
