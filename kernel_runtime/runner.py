@@ -31,8 +31,8 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import TransformerManager
 
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
-# Python turns at most 4300 digits into text (sys.int_max_str_digits); 2**13300 has about 4000.
-_MAX_INT_BITS = 13300
+# Python turns at most 4300 digits into text (sys.int_max_str_digits): below 2**14284 an int has at most 4300.
+_MAX_INT_BITS = 14284
 
 
 class OutputLimitExceeded(BaseException):
@@ -320,7 +320,7 @@ def to_json(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, int):
         if value.bit_length() > _MAX_INT_BITS:
             raise TypeError(
-                "The result holds an integer of more than 4000 digits, more than JSON readers take: return it as a string."
+                "The result holds an integer of more than 4300 digits, more than JSON readers take: return it as a string."
             )
         return value
     if isinstance(value, float):

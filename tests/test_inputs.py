@@ -297,6 +297,13 @@ def test_nan_and_infinity_in_a_result_become_null(http):
     assert shown == [{"shown": None}]
 
 
+def test_a_result_integer_json_readers_cannot_take_fails_clearly(http):
+    name = publish(http, [("output", "10 ** 5000")])
+    run = http.post(f"/api/products/{name}/invoke", json={}).json()
+    assert run["status"] == "failed" and run["error"]["ename"] == "ResultNotSerializable"
+    assert "more than 4300 digits" in run["error"]["evalue"]
+
+
 SURROGATES = [
     ("parameters", "fail = False"),
     ("", 'print("before \\ud800 after")\nimport sys\nsys.stderr.write(b"\\xff".decode("utf-8", "surrogateescape"))'),
