@@ -26,6 +26,7 @@ import papermill
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from papermill.parameterize import parameterize_notebook
 
+from . import jsontext
 from .errors import ExecutionTimeout, KernelDied, KernelError
 from .product import Cell, ProductSpec
 
@@ -93,7 +94,8 @@ def _parse_reply(content: dict[str, Any]) -> Report:
     expr = content.get("user_expressions", {}).get("r", {})
     if expr.get("status") != "ok":
         raise KernelError(f"The kernel's runner is missing: {expr.get('ename')}: {expr.get('evalue')}")
-    payload = json.loads(expr["data"]["text/plain"])
+    # The report is product output: NaN becomes null and invalid text U+FFFD, so its record can always be kept.
+    payload = jsontext.loads_report(expr["data"]["text/plain"])
     return Report(cells=payload["cells"], error=payload.get("error"), result=payload.get("result"))
 
 
