@@ -10,8 +10,8 @@ handler by :class:`Gate`. Every nbmesh error becomes its HTTP status here, in
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import re
 from typing import Any, AsyncIterator, Callable, Iterable
 
 from starlette.applications import Starlette
@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import jsontext
 from .access import OPEN, Access, Principal
 from .errors import (
     CorruptRecord,
@@ -35,9 +36,11 @@ from .errors import (
     PayloadTooLarge,
     QueueFull,
     StoreUnavailable,
+    UnacceptableJSON,
     Unauthorized,
     UnsupportedMediaType,
     VersionConflict,
+    quoted,
 )
 from .metrics import Metrics
 from .openapi import OpenAPI
@@ -51,6 +54,9 @@ log = logging.getLogger("nbmesh.api")
 MIB = 1024 * 1024
 NOTEBOOK_LIMIT = 16 * MIB
 PARAMS_LIMIT = 1 * MIB
+MAX_RUNS_LIMIT = 1000
+# Whole ASCII digits only: str.isdigit() accepts "²" and "١", which int() then rejects or reads.
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 STATUS: dict[type[NbmeshError], int] = {
     InvalidRequest: 400,
@@ -62,6 +68,7 @@ STATUS: dict[type[NbmeshError], int] = {
     UnsupportedMediaType: 415,
     InvalidNotebook: 422,
     InvalidParameters: 422,
+    UnacceptableJSON: 422,
     CorruptRecord: 500,
     KernelError: 503,
     QueueFull: 503,
@@ -83,8 +90,11 @@ def error_response(exc: NbmeshError) -> JSONResponse:
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes without reading them all."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
+    if declared is not None:
+        if not _DIGITS.fullmatch(declared):
+            raise InvalidRequest(f"The Content-Length header {quoted(declared)} is not a number of bytes.")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -98,10 +108,8 @@ async def read_json_object(request: Request, limit: int = PARAMS_LIMIT) -> dict[
     body = await read_body(request, limit)
     if not body.strip():
         return {}
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
+    # Strict: NaN, Infinity, a lone surrogate or a repeated key is refused here, before anything runs.
+    value = jsontext.loads(body, "The request body")
     if not isinstance(value, dict):
         raise InvalidParameters(
             f"The request body must be a JSON object, got {type(value).__name__}.",
@@ -196,8 +204,8 @@ async def submit_run(request: Request) -> Response:
 
 async def product_runs(request: Request) -> Response:
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise InvalidRequest(f"limit must be an integer from 1 to 1000, got {raw!r}.")
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_RUNS_LIMIT:
+        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_RUNS_LIMIT} in ASCII digits, got {quoted(raw)}.")
     check_read(request, request.path_params["name"])
     runs = await service_of(request).list_runs(request.path_params["name"], int(raw))
     return JSONResponse({"runs": [r.to_json() for r in runs]})

@@ -41,6 +41,14 @@ class InvalidRequest(NbmeshError):
     """A request body or name that is malformed."""
 
 
+class MalformedJSON(InvalidRequest):
+    """Text that is not JSON at all: not UTF-8, or a syntax error."""
+
+
+class UnacceptableJSON(NbmeshError):
+    """JSON that nbmesh does not take: NaN or Infinity, a lone surrogate, a repeated key, a number or nesting too large."""
+
+
 class PayloadTooLarge(NbmeshError):
     """A request body above its size limit."""
 
@@ -107,3 +115,9 @@ class RunFailed(NbmeshError):
     def __init__(self, message: str, run: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.run = run or {}
+
+
+def quoted(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: caller input in a message stays readable and small."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

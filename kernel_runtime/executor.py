@@ -31,6 +31,7 @@ import papermill
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from papermill.parameterize import parameterize_notebook
 
+from . import jsontext
 from .errors import ExecutionTimeout, KernelDied, KernelTampered
 from .product import Cell, ProductSpec
 
@@ -110,7 +111,8 @@ def _parse_reply(content: dict[str, Any], seal: Seal) -> Report:
     if expr.get("status") != "ok":
         raise _tampered(f"the runner is missing ({expr.get('ename')}: {expr.get('evalue')})")
     try:
-        payload = json.loads(expr["data"]["text/plain"])
+        # The report is product output: NaN becomes null and invalid text U+FFFD, so its record can always be kept.
+        payload = jsontext.loads_report(expr["data"]["text/plain"])
         if payload["nonce"] != seal.nonce or payload["seq"] != seal.seq:
             raise _tampered(f"the reply is not this request's (number {payload['seq']!r}, expected {seal.seq})")
         return Report(cells=payload["cells"], error=payload.get("error"), result=payload.get("result"), retire=payload.get("retire"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
@@ -13,6 +14,7 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "list": (list,),
     "dict": (dict,),
 }
+_LARGEST_FLOAT = int(sys.float_info.max)
 JSON_SCHEMA_TYPES = {
     "int": "integer",
     "float": "number",
@@ -29,6 +31,8 @@ def is_type(value: Any, type_name: str) -> bool:
         return False
     if isinstance(value, float) and not math.isfinite(value):
         return False
+    if type_name == "float" and isinstance(value, int) and abs(value) > _LARGEST_FLOAT:
+        return False  # float() of it would overflow
     return isinstance(value, PARAM_TYPES[type_name])
 
 

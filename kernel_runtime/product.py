@@ -19,16 +19,19 @@ import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 from papermill.translators import PythonTranslator
 
-from . import triggers
-from .errors import InvalidNotebook, InvalidParameters, InvalidRequest
+from . import jsontext, triggers
+from .errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
 from .paramtypes import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# Matched whole (fullmatch) and as ASCII: "$" alone would let "p\n" through, and str.isdigit() takes "²".
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.ASCII)
+VERSION_RE = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 DEFAULT_TIMEOUT = 60.0
 # Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
 MAX_DEPTH = 32
 MAX_STRING = 65536  # characters in any string, dict keys included
 MAX_ITEMS = 10000  # elements of any list, entries of any dict
+MAX_SCHEMA_DEPTH = 64  # levels of an output_schema, within the same string and item bounds
 
 TAG_PARAMETERS = "parameters"
 TAG_SETUP = "setup"
@@ -100,10 +103,14 @@ def problem(message: str, cell: int | None = None) -> dict[str, Any]:
     return {"cell": cell, "message": message}
 
 
+def is_name(value: Any) -> bool:
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
+
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not is_name(name):
         raise InvalidRequest(
-            f"Invalid product name {name!r}: use 1-63 lowercase letters, digits and dashes, "
+            f"Invalid product name {quoted(name)}: use 1-63 lowercase ASCII letters, digits and dashes, "
             "starting with a letter or digit."
         )
     return name
@@ -115,17 +122,21 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     check_name(name)
     if not sep:
         return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidRequest(f"Invalid version {version!r} in {ref!r}: a version is a positive integer.")
+    if not VERSION_RE.fullmatch(version):
+        raise InvalidRequest(
+            f"Invalid version {quoted(version)} in {quoted(ref)}: a version is a positive integer in ASCII digits."
+        )
     return name, int(version)
 
 
 def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
     """Parse notebook JSON; anything but an nbformat 4 notebook object is an InvalidNotebook."""
     try:
-        raw = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidNotebook("The body is not a notebook.", [problem(f"Not valid JSON: {exc}")]) from None
+        raw = jsontext.loads(data, "The notebook")
+    except MalformedJSON as exc:
+        raise InvalidNotebook("The body is not a notebook.", [problem(exc.message)]) from None
+    except UnacceptableJSON as exc:
+        raise InvalidNotebook("The notebook is not a valid product.", [problem(exc.message)]) from None
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise InvalidNotebook("The body is not a notebook.", [problem("A notebook is a JSON object with 'cells'.")])
     if raw.get("nbformat") != 4:
@@ -187,15 +198,15 @@ def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec
 
 def _product_name(meta: dict[str, Any], name: str | None, problems: list) -> str:
     meta_name = meta.get("name")
-    if meta_name is not None and (not isinstance(meta_name, str) or not NAME_RE.match(meta_name)):
-        problems.append(problem(f"metadata.nbmesh.name {meta_name!r} is not a valid product name."))
+    if meta_name is not None and not is_name(meta_name):
+        problems.append(problem(f"metadata.nbmesh.name {quoted(meta_name)} is not a valid product name."))
     if name is not None and meta_name is not None and meta_name != name:
         problems.append(
-            problem(f"metadata.nbmesh.name is {meta_name!r} but the product is published as {name!r}.")
+            problem(f"metadata.nbmesh.name is {quoted(meta_name)} but the product is published as {quoted(name)}.")
         )
     final = name or meta_name or ""
-    if not NAME_RE.match(final):
-        problems.append(problem(f"Product name {final!r} must match {NAME_RE.pattern}."))
+    if not is_name(final):
+        problems.append(problem(f"Product name {quoted(final)} must match {NAME_RE.pattern} (ASCII)."))
     return final
 
 
@@ -311,6 +322,11 @@ def _parameter(found: Any, cell_index: int, problems: list) -> Parameter | None:
             problem(f"Parameter {found.name!r}: default {found.default!r} is not a literal value.", cell_index)
         )
         return None
+    reason = jsontext.check(default)
+    if reason is not None:
+        # 1e309 is a literal (inf), and so is "\ud800": neither can be served as JSON.
+        problems.append(problem(f"Parameter {found.name!r}: its default {reason}.", cell_index))
+        return None
     annotation = found.inferred_type_name
     if annotation in ("None", ""):
         type_name = type_of(default)
@@ -354,15 +370,20 @@ def _read_settings(meta: dict[str, Any], problems: list) -> dict[str, Any]:
         settings[key] = value
     timeout = meta.get("timeout", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 86400:
-        problems.append(problem(f"metadata.nbmesh.timeout must be a number of seconds in (0, 86400], got {timeout!r}."))
+        problems.append(problem(f"metadata.nbmesh.timeout must be a number of seconds in (0, 86400], got {quoted(timeout)}."))
         timeout = DEFAULT_TIMEOUT
     settings["timeout"] = float(timeout)
     schema = meta.get("output_schema")
     if schema is not None:
-        try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            problems.append(problem(f"metadata.nbmesh.output_schema is not a valid JSON Schema: {exc.message}"))
+        # jsonschema recurses once per level, at publish and on every result: bound the nesting first.
+        excess = _out_of_bounds(schema, MAX_SCHEMA_DEPTH) if isinstance(schema, (dict, bool)) else "must be a JSON object"
+        if excess is None:
+            try:
+                jsonschema.validators.validator_for(schema).check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                excess = f"is not a valid JSON Schema: {exc.message}"
+        if excess is not None:
+            problems.append(problem(f"metadata.nbmesh.output_schema {excess}"))
             schema = None
     settings["output_schema"] = schema
     return settings
@@ -408,14 +429,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _out_of_bounds(value: Any) -> str | None:
+def _out_of_bounds(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
     """What makes ``value`` exceed the parameter bounds, or None when it is within them."""
     # Iterative, level by level, so a hostile deeply nested body cannot exhaust the stack.
     depth, level = 0, [value]
     while level:
         depth += 1
-        if depth > MAX_DEPTH:
-            return f"is nested deeper than {MAX_DEPTH} levels"
+        if depth > max_depth:
+            return f"is nested deeper than {max_depth} levels"
         nxt: list[Any] = []
         for item in level:
             if isinstance(item, str):

@@ -11,17 +11,25 @@ Keys (identical on every backend):
 
 Every method is synchronous and may block on I/O; the service calls them
 from a worker thread.
+
+The store may hold what nbmesh did not write (a hand edit, another program, an older release).
+Every record read is checked (strict JSON, shape, and that it is the record its key names) and
+every key is parsed whole: what fails is a CorruptRecord naming the key when it was asked for by
+name, and is skipped with one log line when a listing meets it. Nothing is rewritten or deleted
+because it failed to parse.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from .errors import CorruptRecord, VersionConflict
+from . import jsontext
+from .errors import CorruptRecord, MalformedJSON, UnacceptableJSON, VersionConflict, quoted
+from .product import is_name
 from .records import Run, StoredVersion, now_iso
 from .store import BlobStore
 
@@ -30,63 +38,95 @@ _MAX_STAMP = 10**19
 T = TypeVar("T", Run, StoredVersion)
 _DUE_FORMAT = "%Y%m%dT%H%M%SZ"
 _KEPT_CLAIMS = 3
+_VERSION_FILE = re.compile(r"([0-9]{8,9})\.json", re.ASCII)
+_RUN_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
+_INDEX_ENTRY = re.compile(r"[0-9]{20}-([0-9a-f]{32})", re.ASCII)
+_DUE = re.compile(r"[0-9]{8}T[0-9]{6}Z", re.ASCII)
 
 
 def _dump(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsontext.dumps(data)
 
 
 def _load(key: str, blob: bytes) -> Any:
     try:
-        return json.loads(blob)
-    except ValueError as exc:
-        raise CorruptRecord(f"Stored object {key} is not valid JSON: {exc}.") from exc
+        return jsontext.loads(blob, f"Stored object {key}")
+    except (MalformedJSON, UnacceptableJSON) as exc:
+        raise CorruptRecord(exc.message) from None
 
 
 def _load_record(key: str, blob: bytes, cls: type[T]) -> T:
     """A record dataclass from its stored JSON; a wrong shape is a CorruptRecord naming the key."""
     data = _load(key, blob)
     try:
-        if not isinstance(data, dict):
-            raise TypeError(f"expected an object, found {type(data).__name__}")
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-    except TypeError as exc:
-        raise CorruptRecord(f"Stored object {key} is not a valid {cls.__name__} record: {exc}.") from exc
+        return cls.from_json(data)
+    except ValueError as exc:
+        raise CorruptRecord(f"Stored object {key} is not a valid {cls.__name__} record: {exc}.") from None
 
 
 class Repository:
     def __init__(self, store: BlobStore) -> None:
         self.store = store
+        self._skipped: set[str] = set()
+
+    def _skip(self, key: str, why: str) -> None:
+        """Log a key a listing leaves out, once: catalog syncs list the same keys again and again."""
+        if key not in self._skipped:
+            self._skipped.add(key)
+            log.error("skipping %s in the store: %s", key, why)
 
     # products ---------------------------------------------------------------
     def product_names(self) -> list[str]:
-        names = {key.split("/")[1] for key in self.store.list("products/")}
-        return sorted(n for n in names if self.versions(n))
+        """Names with anything stored; whether a live version exists is for :meth:`versions` to say."""
+        names = set()
+        for key in self.store.list("products/"):
+            name = key.split("/")[1]
+            if is_name(name):
+                names.add(name)
+            else:
+                self._skip(key, "the folder is not a valid product name")
+        return sorted(names)
 
     def versions(self, name: str) -> list[int]:
         """The live versions of ``name``, ascending; empty when unpublished."""
-        stored = [
-            int(key.rsplit("/", 1)[1].removesuffix(".json"))
-            for key in self.store.list(f"products/{name}/versions/")
-        ]
         withdrawn = self._unpublished_version(name)
-        return sorted(v for v in stored if v > withdrawn)
+        return [v for v in self._all_versions(name) if v > withdrawn]
 
     def _unpublished_version(self, name: str) -> int:
         key = f"products/{name}/unpublished.json"
         blob = self.store.get(key)
-        return int(_load(key, blob)["version"]) if blob else 0
+        if blob is None:
+            return 0
+        data = _load(key, blob)
+        version = data.get("version") if isinstance(data, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise CorruptRecord(f"Stored object {key} does not name the withdrawn version as a number.")
+        return version
 
     def _all_versions(self, name: str) -> list[int]:
-        keys = self.store.list(f"products/{name}/versions/")
-        return [int(k.rsplit("/", 1)[1].removesuffix(".json")) for k in keys]
+        prefix = f"products/{name}/versions/"
+        versions = []
+        for key in self.store.list(prefix):
+            match = _VERSION_FILE.fullmatch(key[len(prefix) :])
+            # One spelling per version: "000000001.json" is not a second version 1.
+            if match and f"{int(match[1]):08d}" == match[1]:
+                versions.append(int(match[1]))
+            else:
+                self._skip(key, "not a version file (NNNNNNNN.json)")
+        return sorted(versions)
 
     def get_version(self, name: str, version: int) -> StoredVersion | None:
         key = f"products/{name}/versions/{version:08d}.json"
         blob = self.store.get(key)
         if blob is None:
             return None
-        return _load_record(key, blob, StoredVersion)
+        stored = _load_record(key, blob, StoredVersion)
+        if (stored.name, stored.version) != (name, version):
+            # A file copied or planted under another product's name is not that product's version.
+            raise CorruptRecord(
+                f"Stored object {key} holds {quoted(stored.name)} version {stored.version}, not {name!r} version {version}."
+            )
+        return stored
 
     def add_version(self, name: str, notebook: dict[str, Any], attempts: int = 20) -> StoredVersion:
         """Store ``notebook`` as the next version; concurrent publishers get distinct numbers."""
@@ -118,35 +158,58 @@ class Repository:
     def get_run(self, run_id: str) -> Run | None:
         key = f"runs/{run_id}.json"
         blob = self.store.get(key)
-        return _load_record(key, blob, Run) if blob else None
+        if blob is None:
+            return None
+        run = _load_record(key, blob, Run)
+        if run.run_id != run_id:
+            raise CorruptRecord(f"Stored object {key} holds run {quoted(run.run_id)}, not {run_id!r}.")
+        return run
 
     def get_run_notebook(self, run_id: str) -> dict[str, Any] | None:
         key = f"runs/{run_id}.ipynb"
         blob = self.store.get(key)
-        return _load(key, blob) if blob else None
+        if blob is None:
+            return None
+        notebook = _load(key, blob)
+        if not isinstance(notebook, dict):
+            raise CorruptRecord(f"Stored object {key} is not a notebook.")
+        return notebook
 
-    def _readable_runs(self, run_ids: list[str]) -> list[Run]:
-        """The runs that can be read; a corrupt record is logged and left in place, not fatal to the list."""
+    def _readable_runs(self, entries: list[tuple[str, str]], product: str | None = None) -> list[Run]:
+        """The runs (key that lists it, run id) that can be read; a corrupt record is logged and left in place."""
         runs = []
-        for run_id in run_ids:
+        for key, run_id in entries:
             try:
                 run = self.get_run(run_id)
             except CorruptRecord as exc:
-                log.error("%s", exc.message)
+                self._skip(f"runs/{run_id}.json", exc.message)
+                continue
+            if run is not None and product is not None and run.product != product:
+                self._skip(key, f"it lists a run of product {quoted(run.product)}")
                 continue
             if run is not None:
                 runs.append(run)
         return runs
 
+    def _index(self, name: str) -> list[tuple[str, str]]:
+        """(index key, run id) of ``name``'s runs, newest first; keys of another shape are skipped."""
+        entries = []
+        prefix = f"product-runs/{name}/"
+        for key in self.store.list(prefix):
+            match = _INDEX_ENTRY.fullmatch(key[len(prefix) :])
+            if match:
+                entries.append((key, match[1]))
+            else:
+                self._skip(key, "not a run index entry")
+        return entries
+
     def list_runs(self, name: str, limit: int) -> list[Run]:
-        keys = self.store.list(f"product-runs/{name}/")[:limit]
-        return self._readable_runs([key.rsplit("-", 1)[1] for key in keys])
+        return self._readable_runs(self._index(name)[:limit], name)
 
     def prune_runs(self, name: str, keep: int) -> int:
         """Delete all but the newest ``keep`` runs of ``name`` (never unfinished ones); how many went."""
         pruned = 0
-        for key in self.store.list(f"product-runs/{name}/")[keep:]:
-            run_id = key.rsplit("-", 1)[1]
+        for key, run_id in self._index(name)[keep:]:
             if self.store.get(f"pending/{run_id}") is not None:
                 continue
             # The index key goes last: a prune cut short leaves an entry list_runs skips, never a hidden run.
@@ -157,7 +220,17 @@ class Repository:
         return pruned
 
     def pending_runs(self) -> list[Run]:
-        return self._readable_runs([key.split("/", 1)[1] for key in self.store.list("pending/")])
+        entries = []
+        for key in self.store.list("pending/"):
+            if _RUN_ID.fullmatch(key.split("/", 1)[1]):
+                entries.append((key, key.split("/", 1)[1]))
+            else:
+                self._skip(key, "not a pending-run marker")
+        return self._readable_runs(entries)
+
+    def settled(self, run_id: str) -> None:
+        """Drop the pending marker of a run whose final record is already stored."""
+        self.store.delete(f"pending/{run_id}")
 
     # schedules ----------------------------------------------------------------
     def claim_schedule(self, name: str, schedule_id: str, due: datetime) -> bool:
@@ -166,12 +239,23 @@ class Repository:
         if not self.store.create(prefix + due.astimezone(timezone.utc).strftime(_DUE_FORMAT), b""):
             return False
         # Only the newest claims matter (they bound catch-up after downtime); drop the rest.
-        for key in self.store.list(prefix)[:-_KEPT_CLAIMS]:
+        for key, _ in self._claims(prefix)[:-_KEPT_CLAIMS]:
             self.store.delete(key)
         return True
 
     def last_schedule_claim(self, name: str, schedule_id: str) -> datetime | None:
-        keys = self.store.list(f"schedules/{name}/{schedule_id}/")
-        if not keys:
-            return None
-        return datetime.strptime(keys[-1].rsplit("/", 1)[1], _DUE_FORMAT).replace(tzinfo=timezone.utc)
+        claims = self._claims(f"schedules/{name}/{schedule_id}/")
+        return claims[-1][1] if claims else None
+
+    def _claims(self, prefix: str) -> list[tuple[str, datetime]]:
+        """(key, due time) of the claims under ``prefix``, oldest first; other keys are skipped."""
+        claims = []
+        for key in self.store.list(prefix):
+            name = key[len(prefix) :]
+            try:
+                if not _DUE.fullmatch(name):  # strptime alone takes non-ASCII digits
+                    raise ValueError(name)
+                claims.append((key, datetime.strptime(name, _DUE_FORMAT).replace(tzinfo=timezone.utc)))
+            except ValueError:
+                self._skip(key, "not a schedule claim")
+        return claims

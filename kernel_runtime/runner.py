@@ -41,6 +41,8 @@ from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import TransformerManager
 
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
+# Python turns at most 4300 digits into text (sys.int_max_str_digits): below 2**14284 an int has at most 4300.
+_MAX_INT_BITS = 14284
 
 
 class OutputLimitExceeded(BaseException):
@@ -301,7 +303,27 @@ def _outputs(stdout: _CappedStream, stderr: _CappedStream, displays: list) -> li
         text = stream.getvalue()
         if text:
             outputs.append({"output_type": "stream", "name": stream.name, "text": text})
+    for shown in displays:
+        # display(JSON({"x": nan})) is fine in JupyterLab; in the record NaN is null, as in a result.
+        shown["data"] = {mime: v if isinstance(v, str) else _finite(v) for mime, v in shown["data"].items()}
     return outputs + displays
+
+
+def _finite(value: Any, _depth: int = 0) -> Any:
+    """``value`` with NaN and ±Infinity, at any depth, as None."""
+    if isinstance(value, float):
+        return _finite_float(value)
+    if _depth > 100:
+        return value
+    if isinstance(value, dict):
+        return {k: _finite(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, _depth + 1) for v in value]
+    return value
+
+
+def _finite_float(value: float) -> float | None:
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 def _has_children() -> bool:
@@ -333,10 +355,16 @@ def to_json(value: Any, _depth: int = 0) -> Any:
     """``value`` as plain JSON types, per the contract's result rules; TypeError names what cannot be."""
     if _depth > 100:
         raise TypeError("The result is nested more than 100 levels deep.")
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() > _MAX_INT_BITS:
+            raise TypeError(
+                "The result holds an integer of more than 4300 digits, more than JSON readers take: return it as a string."
+            )
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
+        return _finite_float(value)
     if isinstance(value, dict):
         return {_key(k): to_json(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -371,7 +399,7 @@ def _convert_scientific(value: Any) -> Any:
             return value.to_dict(orient="records")
         if isinstance(value, pd.Series):
             return value.tolist()
-        if value is pd.NaT:
+        if value is pd.NaT or value is pd.NA:
             return None
     np = sys.modules.get("numpy")
     if np is not None:

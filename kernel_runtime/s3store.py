@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .errors import InvalidRequest, StoreUnavailable
 from .store import BlobStore
 
-BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
 _CLIENT_CONFIG = Config(
     connect_timeout=2,
     read_timeout=10,
@@ -46,7 +46,7 @@ class S3Store(BlobStore):
     def from_url(cls, url: str) -> "S3Store":
         rest = url.removeprefix("s3://")
         bucket, _, prefix = rest.partition("/")
-        if not BUCKET_RE.match(bucket):
+        if not BUCKET_RE.fullmatch(bucket):
             raise InvalidRequest(
                 f"Invalid S3 store URL {url!r}: write s3://bucket/prefix with a bucket name of "
                 "3-63 lowercase letters, digits, dots and dashes."

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import executor
+from . import executor, jsontext
 from .errors import (
+    CorruptRecord,
     ExecutionTimeout,
     InvalidNotebook,
     KernelError,
@@ -26,6 +27,7 @@ from .errors import (
     NotFound,
     QueueFull,
     StoreUnavailable,
+    quoted,
 )
 from .limits import ProductLimiter
 from .pool import KernelPool, PoolSettings
@@ -38,7 +40,7 @@ from .triggers import Triggers, downstream_of, latest_triggers, loop_problems, u
 log = logging.getLogger("nbmesh.service")
 runlog = logging.getLogger("nbmesh.runs")
 
-RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+RUN_ID_RE = re.compile(r"[0-9a-f]{32}", re.ASCII)
 HTTP_TRIGGER = {"kind": "http"}
 
 
@@ -77,6 +79,7 @@ class Service:
         self.pool = KernelPool(self.settings.pool)
         self.catalog: dict[str, CatalogEntry] = {}
         self._catalog_lock = asyncio.Lock()
+        self._unreadable: set[tuple[str, int]] = set()  # stored versions that failed to load: never retried
         self._unsaved: dict[str, tuple[Run, dict[str, Any] | None]] = {}
         self._writes: asyncio.Queue[tuple[Run, Callable[[], dict[str, Any]] | None, bool]] = asyncio.Queue()
         self._background: asyncio.Queue[Run] = asyncio.Queue(maxsize=self.settings.queue_size)
@@ -157,13 +160,20 @@ class Service:
     async def _refresh_entry(self, name: str) -> CatalogEntry | None:
         # One refresh at a time: a listing read before a racing publish must not land after it.
         async with self._catalog_lock:
-            versions = await self._io(self.repo.versions, name)
+            versions = [v for v in await self._io(self.repo.versions, name) if (name, v) not in self._unreadable]
+            entry = self.catalog.get(name) or CatalogEntry(versions=versions)
+            # Loaded before it is listed: a version that cannot be read never reaches the catalog,
+            # and the newest one that can serves instead (a broken or planted file hides nothing).
+            while versions:
+                try:
+                    await self._load_version(name, entry, versions[-1])
+                    break
+                except (CorruptRecord, InvalidNotebook) as exc:
+                    log.error("version %s of %s cannot be loaded and is left out: %s %s", versions[-1], name, exc.message, exc.details)
+                    self._unreadable.add((name, versions.pop()))
             if not versions:
                 self.catalog.pop(name, None)
                 return None
-            entry = self.catalog.get(name) or CatalogEntry(versions=versions)
-            # Loaded before it is listed: a version that cannot be read never reaches the catalog.
-            await self._load_version(name, entry, versions[-1])
             entry.versions = versions
             self.catalog[name] = entry
             return entry
@@ -180,6 +190,10 @@ class Service:
     async def _settle_unfinished(self) -> None:
         """Runs a stop left queued go back on the queue; runs it left running are failed."""
         for run in await self._io(self.repo.pending_runs):
+            if run.final:
+                # Its final record was written but the process stopped before the marker went.
+                await self._io(self.repo.settled, run.run_id)
+                continue
             if run.status == QUEUED and run.product in self.catalog and not self._background.full():
                 self._background.put_nowait(run)
                 continue
@@ -271,7 +285,7 @@ class Service:
             raise
         if loops:
             raise InvalidNotebook("The notebook is not a valid product.", loops)
-        stored = await self._io(self.repo.add_version, name, json.loads(body))
+        stored = await self._io(self.repo.add_version, name, jsontext.loads(body, "The notebook"))
         entry = await self._refresh_entry(name)
         assert entry is not None
         spec = await self._load_version(name, entry, stored.version)
@@ -496,8 +510,8 @@ class Service:
 
 
 def _check_run_id(run_id: str) -> None:
-    if not RUN_ID_RE.match(run_id):
-        raise NotFound(f"No run with id {run_id!r}.")
+    if not RUN_ID_RE.fullmatch(run_id):
+        raise NotFound(f"No run with id {quoted(run_id)}.")
 
 
 def _setup_failure(error: dict[str, Any]) -> dict[str, Any]:

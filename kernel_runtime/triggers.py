@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from .errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull
+from .errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
 from .paramtypes import is_type
 from .records import SUCCEEDED, Run
 
@@ -34,9 +34,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nbmesh.triggers")
 
-TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-PRODUCT_TOPIC_RE = re.compile(r"^product\.([a-z0-9][a-z0-9-]{0,62})\.(?:succeeded|failed)$")
+# Matched whole (fullmatch) and as ASCII, like product names: "$" alone lets "topic\n" through.
+TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$", re.ASCII)
+PRODUCT_TOPIC_RE = re.compile(r"^product\.([a-z0-9][a-z0-9-]{0,62})\.(?:succeeded|failed)$", re.ASCII)
+_INDEX_RE = re.compile(r"0|[1-9][0-9]{0,8}", re.ASCII)  # a list index in "$event.rows.0"
 EVENT_REF = "$event."
+
+
+def _is_topic(value: Any) -> bool:
+    return isinstance(value, str) and TOPIC_RE.fullmatch(value) is not None
+
+
+def _product_topic(value: Any) -> re.Match | None:
+    return PRODUCT_TOPIC_RE.fullmatch(value) if isinstance(value, str) else None
 
 
 def check_triggers(raw: Any, product: str, parameters: dict[str, "Parameter"]) -> list[dict[str, Any]]:
@@ -57,8 +67,8 @@ def check_triggers(raw: Any, product: str, parameters: dict[str, "Parameter"]) -
             problems.extend(_check_schedule(where, trig))
         else:
             topic = trig["event"]
-            if not isinstance(topic, str) or not TOPIC_RE.match(topic):
-                problems.append({"cell": None, "message": f"{where}: topic {topic!r} must match {TOPIC_RE.pattern}."})
+            if not _is_topic(topic):
+                problems.append({"cell": None, "message": f"{where}: topic {quoted(topic)} must match {TOPIC_RE.pattern} (ASCII)."})
             elif topic in (f"product.{product}.succeeded", f"product.{product}.failed"):
                 problems.append({"cell": None, "message": f"{where}: a product cannot trigger on its own runs ({topic})."})
         problems.extend(_check_parameters(where, trig.get("parameters", {}), parameters, kinds[0] == "event"))
@@ -73,8 +83,8 @@ def _check_schedule(where: str, trig: dict[str, Any]) -> list[dict[str, Any]]:
     tz = trig.get("timezone", "UTC")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        problems.append({"cell": None, "message": f"{where}: unknown timezone {tz!r}."})
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name too long for a file
+        problems.append({"cell": None, "message": f"{where}: unknown timezone {quoted(tz)}."})
     return problems
 
 
@@ -101,8 +111,7 @@ def upstream_of(trigger_list: Any) -> list[str]:
     """The products whose finished runs this trigger list subscribes to."""
     names = set()
     for trig in trigger_list if isinstance(trigger_list, (list, tuple)) else []:
-        topic = trig.get("event") if isinstance(trig, dict) else None
-        match = PRODUCT_TOPIC_RE.match(topic) if isinstance(topic, str) else None
+        match = _product_topic(trig.get("event") if isinstance(trig, dict) else None)
         if match:
             names.add(match.group(1))
     return sorted(names)
@@ -133,7 +142,7 @@ def lineage(subscriptions: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]
     edges = []
     for name in sorted(subscriptions):
         for trig in subscriptions[name]:
-            match = PRODUCT_TOPIC_RE.match(str(trig.get("event", "")))
+            match = _product_topic(trig.get("event"))
             if match:
                 edges.append({"from": match.group(1), "to": name, "topic": trig["event"]})
     referenced = {e["from"] for e in edges} - set(subscriptions)
@@ -158,7 +167,7 @@ def loop_problems(name: str, raw_triggers: Any, subscriptions: Mapping[str, Any]
     problems = []
     for i, trig in enumerate(raw_triggers if isinstance(raw_triggers, list) else []):
         topic = trig.get("event") if isinstance(trig, dict) else None
-        match = PRODUCT_TOPIC_RE.match(topic) if isinstance(topic, str) else None
+        match = _product_topic(topic)
         if not match or match.group(1) == name:
             continue  # a product's own topics are reported by check_triggers
         path = _path(name, match.group(1), downstream)
@@ -202,7 +211,7 @@ def map_parameters(values: dict[str, Any], payload: Any) -> dict[str, Any]:
         for part in value[len(EVENT_REF) :].split("."):
             if isinstance(current, dict) and part in current:
                 current = current[part]
-            elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            elif isinstance(current, list) and _INDEX_RE.fullmatch(part) and int(part) < len(current):
                 current = current[int(part)]
             else:
                 found = False
@@ -282,8 +291,8 @@ class Triggers:
 
     async def emit(self, topic: str, payload: dict[str, Any]) -> list[Run]:
         """Publish an event: queue a run of every subscribed product, or none when the queue has no room."""
-        if not isinstance(topic, str) or not TOPIC_RE.match(topic):
-            raise InvalidRequest(f"Invalid event topic {topic!r}: a topic matches {TOPIC_RE.pattern}.")
+        if not _is_topic(topic):
+            raise InvalidRequest(f"Invalid event topic {quoted(topic)}: a topic matches {TOPIC_RE.pattern} (ASCII).")
         subs = self.subscribers(topic)
         room = self.service.queue_room()
         if len(subs) > room:
