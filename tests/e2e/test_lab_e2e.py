@@ -41,7 +41,8 @@ TIMEOUT_MS = 90_000
 
 @pytest.fixture(scope="module")
 def e2e_runtime(tmp_path_factory):
-    rt = Runtime(store=str(tmp_path_factory.mktemp("e2e-store")), port=free_port()).start()
+    # Kernels see the examples' data folder as their working directory (the sandbox hides the rest).
+    rt = Runtime(store=str(tmp_path_factory.mktemp("e2e-store")), port=free_port(), args=["--kernel-workdir", str(NOTEBOOKS)]).start()
     yield rt
     rt.stop()
 
