@@ -247,16 +247,39 @@ def scheduler(tmp_path, start: str, expr: str, tz: str = "UTC") -> tuple[Trigger
     return Triggers(service, clock=clock), service, clock
 
 
-async def tick_every_minute(trig: Triggers, clock: FakeClock, until: str) -> None:
-    end = utc(until)
-    while clock.moment <= end:
+def every(start: str, end: str, minutes: int = 1) -> list[datetime]:
+    """Instants from ``start`` up to (not including) ``end``, ``minutes`` apart."""
+    moment, stop, out = utc(start), utc(end), []
+    while moment < stop:
+        out.append(moment)
+        moment += timedelta(minutes=minutes)
+    return out
+
+
+async def tick_at(trig: Triggers, clock: FakeClock, moments: list[datetime]) -> None:
+    for moment in moments:
+        clock.moment = moment
         await trig.tick()
-        clock.moment += timedelta(minutes=1)
+
+
+# Hourly ticks, and minute ticks through the nights around a DST change.
+SPRING_TICKS = [
+    *every("2024-03-30T12:00:00", "2024-03-31T00:00:00", 60),
+    *every("2024-03-31T00:00:00", "2024-03-31T02:00:00"),
+    *every("2024-03-31T02:00:00", "2024-04-01T00:00:00", 60),
+    *every("2024-04-01T00:00:00", "2024-04-01T01:00:00"),
+]
+FALL_TICKS = [
+    *every("2024-10-26T12:00:00", "2024-10-27T00:00:00", 60),
+    *every("2024-10-27T00:00:00", "2024-10-27T02:00:00"),
+    *every("2024-10-27T02:00:00", "2024-10-28T01:00:00", 60),
+    *every("2024-10-28T01:00:00", "2024-10-28T02:00:00"),
+]
 
 
 async def test_a_schedule_runs_once_per_due_time(tmp_path):
     trig, service, clock = scheduler(tmp_path, "2024-05-01T10:00:30", "*/15 * * * *")
-    await tick_every_minute(trig, clock, "2024-05-01T11:00:30")
+    await tick_at(trig, clock, every("2024-05-01T10:00:30", "2024-05-01T11:01:00"))
     assert service.started == [
         ("2024-05-01T10:15:00Z", "2024-05-01T10:15:30Z"),
         ("2024-05-01T10:30:00Z", "2024-05-01T10:30:30Z"),
@@ -273,7 +296,7 @@ async def test_a_first_start_does_not_run_the_due_time_before_it(tmp_path):
 
 async def test_the_spring_forward_day_runs_a_0230_schedule_once_after_the_gap(tmp_path):
     trig, service, clock = scheduler(tmp_path, "2024-03-30T12:00:00", "30 2 * * *", "Europe/Berlin")
-    await tick_every_minute(trig, clock, "2024-04-01T12:00:00")
+    await tick_at(trig, clock, SPRING_TICKS)
     assert service.started == [
         ("2024-03-31T01:00:00Z", "2024-03-31T01:00:00Z"),  # 03:00 CEST, right after the gap
         ("2024-04-01T00:30:00Z", "2024-04-01T00:30:00Z"),  # 02:30 CEST
@@ -282,7 +305,7 @@ async def test_the_spring_forward_day_runs_a_0230_schedule_once_after_the_gap(tm
 
 async def test_the_fall_back_day_starts_the_first_0230_on_time(tmp_path):
     trig, service, clock = scheduler(tmp_path, "2024-10-26T12:00:00", "30 2 * * *", "Europe/Berlin")
-    await tick_every_minute(trig, clock, "2024-10-28T12:00:00")
+    await tick_at(trig, clock, FALL_TICKS)
     assert service.started[0] == ("2024-10-27T00:30:00Z", "2024-10-27T00:30:00Z")  # 02:30 CEST
     assert service.started[-1] == ("2024-10-28T01:30:00Z", "2024-10-28T01:30:00Z")  # 02:30 CET, next day
 
@@ -295,7 +318,7 @@ async def test_the_fall_back_day_starts_the_first_0230_on_time(tmp_path):
 )
 async def test_the_fall_back_day_never_starts_a_run_before_its_due_time(tmp_path):
     trig, service, clock = scheduler(tmp_path, "2024-10-26T12:00:00", "30 2 * * *", "Europe/Berlin")
-    await tick_every_minute(trig, clock, "2024-10-28T12:00:00")
+    await tick_at(trig, clock, FALL_TICKS)
     early = [(due, at) for due, at in service.started if at < due]
     assert early == []
 
