@@ -23,6 +23,9 @@ from .errors import Forbidden, InvalidConfig
 
 _PRODUCT = r"[a-z0-9][a-z0-9-]{0,62}"
 _TOPIC = r"[a-z0-9][a-z0-9._-]{0,127}"
+# jsonschema applies patterns with Python's re.search, where "$" also matches before a trailing
+# newline: "(?!\n)" closes that hole (a digest or right ending in "\n" would never match a request).
+END = r"$(?!\n)"
 
 
 def _rights(what: str, pattern: str) -> dict[str, Any]:
@@ -44,14 +47,14 @@ ACCESS_SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "minLength": 1, "description": "a principal's name is a non-empty string"},
                     "token_sha256": {
                         "type": "string",
-                        "pattern": "^[0-9a-fA-F]{64}$",
+                        "pattern": "^[0-9a-fA-F]{64}" + END,
                         "description": "the SHA-256 hex digest of the token, as `nbmesh token NAME` prints it",
                     },
-                    "publish": _rights("publish lists owners, as in metadata.nbmesh.owner", r"^\S(.*\S)?$"),
+                    "publish": _rights("publish lists owners, as in metadata.nbmesh.owner", r"^\S(.*\S)?" + END),
                     "invoke": _rights(
-                        'an invoke entry is a product name, "owner:X" or "*"', rf"^(\*|owner:\S(.*\S)?|{_PRODUCT})$"
+                        'an invoke entry is a product name, "owner:X" or "*"', rf"^(\*|owner:\S(.*\S)?|{_PRODUCT})" + END
                     ),
-                    "emit": _rights('an emit entry is a topic, "prefix.*" or "*"', rf"^(\*|{_TOPIC}|{_TOPIC}\.\*)$"),
+                    "emit": _rights('an emit entry is a topic, "prefix.*" or "*"', rf"^(\*|{_TOPIC}|{_TOPIC}\.\*)" + END),
                     "admin": {"type": "boolean", "description": "admin is true or false"},
                 },
             },

@@ -91,12 +91,6 @@ def test_an_invalid_file_is_one_clear_message_naming_the_file_and_the_place(tmp_
     assert message in info.value.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="bug: the schema patterns end in '$', which also matches before a trailing newline, so a "
-    "token_sha256 (or rights entry) with a trailing newline is accepted and that principal can never sign in",
-)
 @pytest.mark.parametrize("field, value", [("token_sha256", D + "\n"), ("invoke", ["sales\n"])])
 def test_a_value_with_a_trailing_newline_is_invalid(tmp_path, field, value):
     entry = {"name": "a", "token_sha256": D, field: value}

@@ -139,7 +139,7 @@ def test_a_notebook_without_parameters_cell_has_no_parameters():
     [
         ("x = foo", "default 'foo' is not a literal value"),
         ("x = len('a')", "is not a literal value"),
-        ("x: set = {1}", "type 'set' is not one of int, float, str, bool, list, dict"),
+        ("x: set = {1}", "its default holds a set, which is not a JSON value"),
         ("x: Any = 1", "type 'Any' is not one of"),
         ("x: int = 'a'", "default 'a' is not a int"),
         ("x: int = 1.5", "default 1.5 is not a int"),
@@ -243,21 +243,12 @@ def test_invalid_product_names(name):
         check_name(name)
 
 
-NEWLINE_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="bug: NAME_RE ends in '$', which also matches before a trailing newline (re.match), "
-    "so 'sales\\n' is a valid product name",
-)
 
-
-@NEWLINE_BUG
 def test_a_name_with_a_trailing_newline_is_invalid():
     with pytest.raises(InvalidRequest):
         check_name("sales\n")
 
 
-@NEWLINE_BUG
 def test_a_notebook_name_with_a_trailing_newline_is_a_problem():
     with pytest.raises(InvalidNotebook):
         load_spec(notebook([("output", "1")], name="sales\n"))
@@ -290,13 +281,13 @@ def test_a_missing_bad_or_disagreeing_name_is_a_problem(meta_name, url_name, fra
 
 @pytest.mark.parametrize(
     "ref, parsed",
-    [("sales", ("sales", None)), ("sales@1", ("sales", 1)), ("sales@42", ("sales", 42)), ("a@007", ("a", 7))],
+    [("sales", ("sales", None)), ("sales@1", ("sales", 1)), ("sales@42", ("sales", 42))],
 )
 def test_parse_ref(ref, parsed):
     assert parse_ref(ref) == parsed
 
 
-@pytest.mark.parametrize("ref", ["sales@0", "sales@-1", "sales@x", "sales@", "sales@1.5", "sales@ 1", "sales@1@2", "sales@1e3"])
+@pytest.mark.parametrize("ref", ["sales@0", "sales@-1", "sales@x", "sales@", "sales@1.5", "sales@ 1", "sales@1@2", "sales@1e3", "sales@007", "sales@1\n"])
 def test_parse_ref_rejects_a_bad_version(ref):
     with pytest.raises(InvalidRequest, match="a version is a positive integer"):
         parse_ref(ref)
@@ -308,12 +299,6 @@ def test_parse_ref_rejects_a_bad_name(ref):
         parse_ref(ref)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(pytest.fail.Exception, ValueError),
-    reason="bug: parse_ref checks the version with str.isdigit, which accepts non-ASCII digits: "
-    "'a@²' raises ValueError from int() (not InvalidRequest) and 'a@١' is read as version 1",
-)
 @pytest.mark.parametrize("ref", ["sales@²", "sales@١"])
 def test_parse_ref_rejects_non_ascii_digits(ref):
     with pytest.raises(InvalidRequest):

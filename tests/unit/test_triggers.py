@@ -95,12 +95,6 @@ def test_each_bad_trigger_is_one_problem_naming_it(trig, fragment):
     assert fragment in found[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: TOPIC_RE ends in '$', which also matches before a trailing newline (re.match), "
-    "so 'orders\\n' is a valid topic (for check_triggers and for emit)",
-)
 def test_a_topic_with_a_trailing_newline_is_a_problem():
     assert len(check_triggers([{"event": "orders\n"}], "me", PARAMS)) == 1
 
