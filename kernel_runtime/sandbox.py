@@ -145,6 +145,12 @@ def bwrap_args(ipc_dir: str, env: dict[str, str], workdir: str | None = None) ->
         args.extend(option)
         made.add(dest)
 
+    # The kernel's own /proc, /dev and private /tmp first: what is bound after them may live below
+    # /tmp (a checkout or venv in /tmp) and must show through the tmpfs, not be hidden by it.
+    mount("--proc", "/proc")
+    mount("--dev", "/dev")
+    mount("--perms", "1777", "--tmpfs", "/dev/shm")
+    mount("--perms", "1777", "--size", str(TMP_SIZE), "--tmpfs", "/tmp")
     mount("--ro-bind", "/usr", "/usr")
     mount("--ro-bind", "/etc", "/etc")
     for path in SYSTEM_LINKS:
@@ -155,10 +161,6 @@ def bwrap_args(ipc_dir: str, env: dict[str, str], workdir: str | None = None) ->
     for prefix in python_prefixes():
         mount("--ro-bind", prefix, prefix)
     mount("--ro-bind", PACKAGE_DIR, f"{PACKAGE_MOUNT}/kernel_runtime")
-    mount("--proc", "/proc")
-    mount("--dev", "/dev")
-    mount("--perms", "1777", "--tmpfs", "/dev/shm")
-    mount("--perms", "1777", "--size", str(TMP_SIZE), "--tmpfs", "/tmp")
     mount("--bind", ipc_dir, ipc_dir)
     if workdir is not None:
         mount("--ro-bind", workdir, WORKDIR)
