@@ -56,10 +56,12 @@ def serve_instrumented(store: str, port: int) -> None:
     """The runtime with timers; GET /_profile returns them, POST /_reset?notebook=0&save=0 clears them and switches the record's parts."""
     import uvicorn
 
-    from kernel_runtime import executor, repository, service
-    from kernel_runtime.api import create_app
-    from kernel_runtime.pool import PoolSettings
-    from kernel_runtime.repository import Repository
+    from kernel_runtime.http.app import create_app
+    from kernel_runtime.kernels import protocol as executor
+    from kernel_runtime.kernels.pool import PoolSettings
+    from kernel_runtime.runtime import service
+    from kernel_runtime.store import repository
+    from kernel_runtime.store.repository import Repository
     from kernel_runtime.store import open_store
 
     timings: dict[str, list[float]] = {}
@@ -180,8 +182,8 @@ def server_phases(url: str, calls: int) -> dict[str, dict[str, list[float]]]:
 
 async def runner_vs_plain(calls: int, workdir: str) -> dict[str, list[float]]:
     """One warm kernel, prepared exactly as the pool prepares it, also sent the floor's plain code."""
-    from kernel_runtime import executor
-    from kernel_runtime.product import load_spec, read_notebook
+    from kernel_runtime.kernels import protocol as executor
+    from kernel_runtime.model.product import load_spec, read_notebook
 
     spec = load_spec(read_notebook(json.dumps(il.product_notebook())), il.PRODUCT)
     # FloorKernel runs this interpreter, so the kernel can import nbmesh's runner as the pool's kernels do.

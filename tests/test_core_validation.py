@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kernel_runtime.errors import InvalidNotebook, InvalidParameters, InvalidRequest
-from kernel_runtime.product import load_spec, parse_ref, read_notebook, validate_parameters
+from kernel_runtime.model.product import load_spec, parse_ref, read_notebook, validate_parameters
 from tests.conftest import make_notebook
 
 GOOD = [

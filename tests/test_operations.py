@@ -14,10 +14,10 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kernel_runtime import openapi as openapi_module
-from kernel_runtime.access import OPEN
-from kernel_runtime.repository import Repository
-from kernel_runtime.service import Service
+from kernel_runtime.http import openapi as openapi_module
+from kernel_runtime.http.access import OPEN
+from kernel_runtime.store.repository import Repository
+from kernel_runtime.runtime.service import Service
 from kernel_runtime.store import LocalStore
 from tests.conftest import JSON, ROOT, make_notebook, unique, wait_for
 

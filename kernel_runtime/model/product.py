@@ -19,9 +19,10 @@ import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
 from papermill.translators import PythonTranslator
 
-from . import jsontext, triggers
-from .errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
-from .paramtypes import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
+from .. import jsontext
+from ..triggers import rules as triggers
+from ..errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
+from .parameters import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
 
 # Matched whole (fullmatch) and as ASCII: "$" alone would let "p\n" through, and str.isdigit() takes "²".
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.ASCII)

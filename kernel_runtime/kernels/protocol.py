@@ -31,9 +31,9 @@ import papermill
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from papermill.parameterize import parameterize_notebook
 
-from . import jsontext
-from .errors import ExecutionTimeout, KernelDied, KernelTampered
-from .product import Cell, ProductSpec
+from .. import jsontext
+from ..errors import ExecutionTimeout, KernelDied, KernelTampered
+from ..model.product import Cell, ProductSpec
 
 POLL_INTERVAL = 0.1
 REPLY_EXPR = "__nbmesh__.reply"
@@ -147,7 +147,7 @@ async def prepare(
     """
     code = (
         "get_ipython().reset(new_session=False)\n"
-        "import kernel_runtime.runner as _nbmesh_runner\n"
+        "import kernel_runtime.kernels.runner as _nbmesh_runner\n"
         f"__nbmesh__ = _nbmesh_runner.Runner(get_ipython(), {runner_spec(spec, max_output)!r}, {seal.nonce!r})\n"
         "del _nbmesh_runner\n"
         f"__nbmesh__.setup({seal.seq})\n"

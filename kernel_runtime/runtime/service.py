@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import executor, jsontext
-from .errors import (
+from .. import jsontext
+from ..kernels import protocol
+from ..errors import (
     CorruptRecord,
     ExecutionTimeout,
     InvalidNotebook,
@@ -30,12 +31,12 @@ from .errors import (
     quoted,
 )
 from .limits import ProductLimiter
-from .pool import KernelPool, PoolSettings
-from .product import ProductSpec, check_name, contract_violation, load_spec, parse_ref, read_notebook, validate_parameters
-from .records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, StoredVersion, new_run_id, now_iso
-from .repository import Repository
-from .retention import Retention
-from .triggers import Triggers, downstream_of, latest_triggers, loop_problems, upstream_of
+from ..kernels.pool import KernelPool, PoolSettings
+from ..model.product import ProductSpec, check_name, contract_violation, load_spec, parse_ref, read_notebook, validate_parameters
+from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, StoredVersion, new_run_id, now_iso
+from ..store.repository import Repository
+from ..store.retention import Retention
+from ..triggers.rules import Triggers, downstream_of, latest_triggers, loop_problems, upstream_of
 
 log = logging.getLogger("nbmesh.service")
 runlog = logging.getLogger("nbmesh.runs")
@@ -354,8 +355,8 @@ class Service:
                 self._background.task_done()
 
     async def _execute(self, run: Run, spec: ProductSpec, persisted: bool = False) -> None:
-        setup: executor.Report | None = None
-        report: executor.Report | None = None
+        setup: protocol.Report | None = None
+        report: protocol.Report | None = None
         t0 = time.perf_counter()
         run.started_at = now_iso()
         run.status = RUNNING
@@ -370,7 +371,7 @@ class Service:
                     run.status, run.error = FAILED, _setup_failure(setup.error)
                 else:
                     report = await self.pool.call(
-                        lease.kernel, executor.run, run.parameters, timeout=spec.timeout
+                        lease.kernel, protocol.run, run.parameters, timeout=spec.timeout
                     )
                     self._settle(run, spec, report)
         except ExecutionTimeout as exc:
@@ -382,9 +383,9 @@ class Service:
             run.status, run.error = FAILED, {"ename": type(exc).__name__, "evalue": exc.message, "traceback": []}
         run.duration_ms = round((time.perf_counter() - t0) * 1000, 3)
         run.finished_at = now_iso()
-        self._record(run, lambda: executor.record_notebook(spec, run.parameters, setup, report, run.to_json()), persisted)
+        self._record(run, lambda: protocol.record_notebook(spec, run.parameters, setup, report, run.to_json()), persisted)
 
-    def _settle(self, run: Run, spec: ProductSpec, report: executor.Report) -> None:
+    def _settle(self, run: Run, spec: ProductSpec, report: protocol.Report) -> None:
         if report.error is not None:
             run.status, run.error = FAILED, report.error
             return

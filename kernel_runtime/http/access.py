@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from .errors import Forbidden, InvalidConfig
+from ..errors import Forbidden, InvalidConfig
 
 _PRODUCT = r"[a-z0-9][a-z0-9-]{0,62}"
 _TOPIC = r"[a-z0-9][a-z0-9._-]{0,127}"

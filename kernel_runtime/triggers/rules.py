@@ -24,13 +24,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from .errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
-from .paramtypes import is_type
-from .records import SUCCEEDED, Run
+from ..errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
+from ..model.parameters import is_type
+from ..model.records import SUCCEEDED, Run
 
 if TYPE_CHECKING:
-    from .product import Parameter
-    from .service import Service
+    from ..model.product import Parameter
+    from ..runtime.service import Service
 
 log = logging.getLogger("nbmesh.triggers")
 

@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import jsontext
+from .. import jsontext
 from .access import OPEN, Access, Principal
-from .errors import (
+from ..errors import (
     CorruptRecord,
     Forbidden,
     InvalidNotebook,
@@ -44,10 +44,10 @@ from .errors import (
 )
 from .metrics import Metrics
 from .openapi import OpenAPI
-from .product import parse_ref
-from .records import SUCCEEDED, TIMED_OUT, Run
+from ..model.product import parse_ref
+from ..model.records import SUCCEEDED, TIMED_OUT, Run
 from .security import trusted_hosts
-from .service import Service
+from ..runtime.service import Service
 
 log = logging.getLogger("nbmesh.api")
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import __version__
-from .product import MAX_ITEMS, MAX_STRING, NAME_RE, ProductSpec
-from .records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
+from ..version import __version__
+from ..model.product import MAX_ITEMS, MAX_STRING, NAME_RE, ProductSpec
+from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
 
 if TYPE_CHECKING:
     from .access import Principal
-    from .service import Service
+    from ..runtime.service import Service
 
 REF_PATTERN = NAME_RE.pattern.removesuffix("$") + r"(@[1-9][0-9]*)?$"
 TOPIC_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"

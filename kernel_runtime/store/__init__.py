@@ -1,7 +1,7 @@
 """Where bytes live: a tiny key/value interface and its backends, picked by URL scheme.
 
 A backend only stores blobs under ``/``-separated keys. What the keys mean
-(products, versions, runs) is :mod:`kernel_runtime.repository`'s business,
+(products, versions, runs) is :mod:`kernel_runtime.store.repository`'s business,
 so every backend shares one layout and one test suite. Like papermill's
 ``iorw`` registry, a backend is chosen by the scheme of the store URL.
 """
@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
-from .errors import InvalidRequest, StoreUnavailable
+from ..errors import InvalidRequest, StoreUnavailable
 
 DEFAULT_STORE = ".nbmesh/store"
 
@@ -124,7 +124,7 @@ def _open_local(url: str) -> BlobStore:
 
 
 def _open_s3(url: str) -> BlobStore:
-    from .s3store import S3Store
+    from .s3 import S3Store
 
     return S3Store.from_url(url)
 

@@ -18,10 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .records import Run
+from ..model.records import Run
 
 if TYPE_CHECKING:
-    from .service import Service
+    from ..runtime.service import Service
 
 # Warm invocations take milliseconds, cold ones (setup cells) seconds, and timeouts up to minutes.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
