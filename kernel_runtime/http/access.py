@@ -134,6 +134,7 @@ class Principal:
 
 # Who the caller is when the runtime runs without any token (loopback only): the operator.
 OPEN = Principal(name="anonymous (no token configured)", admin=True)
+PRINCIPAL = "nbmesh.principal"  # the ASGI scope key where the gate leaves the caller for the handlers
 
 
 def token_digest(token: str | bytes) -> str:

@@ -1,29 +1,23 @@
-"""The HTTP API of CONTRACT section 3, as a declarative Starlette app.
+"""The HTTP API of CONTRACT section 3, as a declarative Starlette app: its gate, errors and wiring.
 
-Handlers only parse and bound the request, check the caller's right on what it
-touches, call the service, and shape the answer. Who the caller is, and on the
-open loopback default what a web page may not send, is settled before any
-handler by :class:`Gate`. Every nbmesh error becomes its HTTP status here, in
-``STATUS``, and nowhere else.
+Who the caller is, and on the open loopback default what a web page may not
+send, is settled before any handler (:mod:`.routes`) by :class:`Gate`. Every
+nbmesh error becomes its HTTP status here, in ``STATUS``, and nowhere else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import jsontext
-from .access import OPEN, Access, Principal
 from ..errors import (
     CorruptRecord,
     Forbidden,
@@ -40,23 +34,15 @@ from ..errors import (
     Unauthorized,
     UnsupportedMediaType,
     VersionConflict,
-    quoted,
 )
+from ..runtime.service import Service
+from .access import OPEN, PRINCIPAL, Access
 from .metrics import Metrics
 from .openapi import OpenAPI
-from ..model.product import parse_ref
-from ..model.records import SUCCEEDED, TIMED_OUT, Run
+from .routes import ROUTES
 from .security import trusted_hosts
-from ..runtime.service import Service
 
 log = logging.getLogger("nbmesh.api")
-
-MIB = 1024 * 1024
-NOTEBOOK_LIMIT = 16 * MIB
-PARAMS_LIMIT = 1 * MIB
-MAX_RUNS_LIMIT = 1000
-# Whole ASCII digits only: str.isdigit() accepts "²" and "١", which int() then rejects or reads.
-_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
 STATUS: dict[type[NbmeshError], int] = {
     InvalidRequest: 400,
@@ -87,184 +73,7 @@ def error_response(exc: NbmeshError) -> JSONResponse:
     return JSONResponse(exc.to_body(), status_code=status_of(exc))
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not _DIGITS.fullmatch(declared):
-            raise InvalidRequest(f"The Content-Length header {quoted(declared)} is not a number of bytes.")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def read_json_object(request: Request, limit: int = PARAMS_LIMIT) -> dict[str, Any]:
-    body = await read_body(request, limit)
-    if not body.strip():
-        return {}
-    # Strict: NaN, Infinity, a lone surrogate or a repeated key is refused here, before anything runs.
-    value = jsontext.loads(body, "The request body")
-    if not isinstance(value, dict):
-        raise InvalidParameters(
-            f"The request body must be a JSON object, got {type(value).__name__}.",
-            [{"message": "Send the parameters as an object like {\"region\": \"EU\"}."}],
-        )
-    return value
-
-
-def service_of(request: Request) -> Service:
-    return request.app.state.service
-
-
-def principal_of(request: Request) -> Principal:
-    return request.scope[PRINCIPAL]
-
-
-def readable(request: Request) -> Callable[[str], bool]:
-    """Whether the caller may read a product, by name: the filter of every listing."""
-    principal, owner_of = principal_of(request), service_of(request).owner_of
-    return lambda name: principal.may_read(name, owner_of(name))
-
-
-def check_read(request: Request, ref: str) -> None:
-    """The caller may invoke and read the product ``ref`` names: set lookups on the in-memory catalog."""
-    name, _ = parse_ref(ref)
-    principal_of(request).check_read(name, service_of(request).owner_of(name))
-
-
-def shown(request: Request, product: dict[str, Any]) -> dict[str, Any]:
-    """A product as the caller sees it: downstream products it may not read are left out."""
-    if not principal_of(request).admin:
-        may_read = readable(request)
-        product["downstream"] = [name for name in product["downstream"] if may_read(name)]
-    return product
-
-
-def run_response(run: Run, ok_status: int = 200) -> JSONResponse:
-    if run.status == SUCCEEDED:
-        status = ok_status
-    elif run.status == TIMED_OUT:
-        status = 504
-    else:
-        status = 500
-    return JSONResponse(run.to_json(), status_code=status)
-
-
-# handlers -----------------------------------------------------------------------
-async def healthz(request: Request) -> Response:
-    return JSONResponse(service_of(request).health())
-
-
-async def list_products(request: Request) -> Response:
-    products = service_of(request).products(readable(request))
-    return JSONResponse({"products": [shown(request, p) for p in products]})
-
-
-async def get_product(request: Request) -> Response:
-    check_read(request, request.path_params["name"])
-    return JSONResponse(shown(request, await service_of(request).product(request.path_params["name"])))
-
-
-async def put_product(request: Request) -> Response:
-    name, principal, service = request.path_params["name"], principal_of(request), service_of(request)
-    # The current owner first, before the body is read: no one takes over another domain's product.
-    current = service.owner_of(name)
-    if current is not None:
-        principal.check_publish(name, current)
-    body = await read_body(request, NOTEBOOK_LIMIT)
-    product = await service.publish(name, body, lambda owner: principal.check_publish(name, owner, new=True))
-    return JSONResponse(shown(request, product), status_code=201)
-
-
-async def delete_product(request: Request) -> Response:
-    name = request.path_params["name"]
-    principal_of(request).check_publish(name, service_of(request).owner_of(name))
-    await service_of(request).unpublish(name)
-    return Response(status_code=204)
-
-
-async def invoke(request: Request) -> Response:
-    check_read(request, request.path_params["name"])
-    params = await read_json_object(request)
-    return run_response(await service_of(request).invoke(request.path_params["name"], params))
-
-
-async def submit_run(request: Request) -> Response:
-    check_read(request, request.path_params["name"])
-    params = await read_json_object(request)
-    run = await service_of(request).submit(request.path_params["name"], params)
-    return JSONResponse({"run_id": run.run_id, "status": run.status}, status_code=202)
-
-
-async def product_runs(request: Request) -> Response:
-    raw = request.query_params.get("limit", "50")
-    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_RUNS_LIMIT:
-        raise InvalidRequest(f"limit must be an integer from 1 to {MAX_RUNS_LIMIT} in ASCII digits, got {quoted(raw)}.")
-    check_read(request, request.path_params["name"])
-    runs = await service_of(request).list_runs(request.path_params["name"], int(raw))
-    return JSONResponse({"runs": [r.to_json() for r in runs]})
-
-
-async def product_notebook(request: Request) -> Response:
-    check_read(request, request.path_params["name"])
-    return JSONResponse(await service_of(request).product_notebook(request.path_params["name"]))
-
-
-async def readable_run(request: Request) -> Run:
-    """The run the path names, if the caller may read its product."""
-    run = await service_of(request).get_run(request.path_params["run_id"])
-    principal_of(request).check_read(run.product, service_of(request).owner_of(run.product))
-    return run
-
-
-async def get_run(request: Request) -> Response:
-    return JSONResponse((await readable_run(request)).to_json())
-
-
-async def run_notebook(request: Request) -> Response:
-    run = await readable_run(request)
-    return JSONResponse(await service_of(request).get_run_notebook(run.run_id))
-
-
-async def post_event(request: Request) -> Response:
-    topic = request.path_params["topic"]
-    principal_of(request).check_emit(topic)
-    payload = await read_json_object(request, PARAMS_LIMIT)
-    runs = await service_of(request).triggers.emit(topic, payload)
-    return JSONResponse({"topic": topic, "runs": [r.run_id for r in runs]}, status_code=202)
-
-
-async def get_lineage(request: Request) -> Response:
-    graph = service_of(request).triggers.lineage()
-    if not principal_of(request).admin:
-        # Only products the caller may read, and only edges between two of them.
-        may_read = readable(request)
-        seen = {node["name"] for node in graph["nodes"] if may_read(node["name"])}
-        graph = {
-            "nodes": [n for n in graph["nodes"] if n["name"] in seen],
-            "edges": [e for e in graph["edges"] if e["from"] in seen and e["to"] in seen],
-        }
-    return JSONResponse(graph)
-
-
-async def openapi(request: Request) -> Response:
-    body = request.app.state.openapi.body(principal_of(request), readable(request))
-    return Response(body, media_type="application/json")
-
-
-async def metrics(request: Request) -> Response:
-    body, content_type = request.app.state.metrics.render()
-    return Response(body, headers={"Content-Type": content_type})
-
-
 # middleware -------------------------------------------------------------------------
-PRINCIPAL = "nbmesh.principal"  # the scope key where the gate leaves the caller for the handlers
 _TRUSTED_HOST = "nbmesh.trusted_host"
 _CHANGES = frozenset({"POST", "PUT", "DELETE"})
 
@@ -371,25 +180,6 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": f"Method {request.method} is not allowed on {request.url.path}."}, status_code=405)
-
-
-ROUTES = [
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/api/products", list_products, methods=["GET"]),
-    Route("/api/products/{name}", get_product, methods=["GET"]),
-    Route("/api/products/{name}", put_product, methods=["PUT"]),
-    Route("/api/products/{name}", delete_product, methods=["DELETE"]),
-    Route("/api/products/{name}/invoke", invoke, methods=["POST"]),
-    Route("/api/products/{name}/runs", submit_run, methods=["POST"]),
-    Route("/api/products/{name}/runs", product_runs, methods=["GET"]),
-    Route("/api/products/{name}/notebook", product_notebook, methods=["GET"]),
-    Route("/api/runs/{run_id}", get_run, methods=["GET"]),
-    Route("/api/runs/{run_id}/notebook", run_notebook, methods=["GET"]),
-    Route("/api/events/{topic}", post_event, methods=["POST"]),
-    Route("/api/lineage", get_lineage, methods=["GET"]),
-    Route("/openapi.json", openapi, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
-]
 
 
 def create_app(

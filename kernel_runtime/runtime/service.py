@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .. import jsontext
-from ..kernels import protocol
+from ..kernels import protocol, record
 from ..errors import (
     CorruptRecord,
     ExecutionTimeout,
@@ -383,7 +383,7 @@ class Service:
             run.status, run.error = FAILED, {"ename": type(exc).__name__, "evalue": exc.message, "traceback": []}
         run.duration_ms = round((time.perf_counter() - t0) * 1000, 3)
         run.finished_at = now_iso()
-        self._record(run, lambda: protocol.record_notebook(spec, run.parameters, setup, report, run.to_json()), persisted)
+        self._record(run, lambda: record.record_notebook(spec, run.parameters, setup, report, run.to_json()), persisted)
 
     def _settle(self, run: Run, spec: ProductSpec, report: protocol.Report) -> None:
         if report.error is not None:

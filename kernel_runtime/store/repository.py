@@ -31,7 +31,7 @@ from .. import jsontext
 from ..errors import CorruptRecord, MalformedJSON, UnacceptableJSON, VersionConflict, quoted
 from ..model.product import is_name
 from ..model.records import Run, StoredVersion, now_iso
-from . import BlobStore
+from .blob import BlobStore
 
 log = logging.getLogger("nbmesh.store")
 _MAX_STAMP = 10**19
