@@ -144,6 +144,8 @@ def serve(
         grace=grace,
         queue_size=queue_size,
         catalog_sync=catalog_sync,
+        # Tests and demos move the schedules' clock through this file; read here, where the runtime is wired.
+        clock_file=os.environ.get("NBMESH_CLOCK_FILE"),
     )
     service = Service(Repository(blob_store), settings)
     ready = [0]

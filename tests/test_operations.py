@@ -100,7 +100,7 @@ async def test_openapi_is_rebuilt_only_when_the_catalog_changes(tmp_path, monkey
     builds = []
     real_build = openapi_module.build
     monkeypatch.setattr(openapi_module, "build", lambda s, visible: builds.append(1) or real_build(s, visible))
-    doc = openapi_module.OpenAPI(service)
+    doc = openapi_module.OpenAPI(service.catalog)
 
     def body() -> bytes:
         return doc.body(OPEN, lambda name: True)

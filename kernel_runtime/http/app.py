@@ -206,6 +206,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    app.state.metrics = Metrics(service)
-    app.state.openapi = OpenAPI(service)
+    app.state.metrics = Metrics(service.pool.state, service.queue_depths, lambda: len(service.catalog))
+    service.run_finished.append(app.state.metrics.observe)
+    app.state.openapi = OpenAPI(service.catalog)
     return app

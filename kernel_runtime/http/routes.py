@@ -178,12 +178,12 @@ async def post_event(request: Request) -> Response:
     topic = request.path_params["topic"]
     principal_of(request).check_emit(topic)
     payload = await read_json_object(request, PARAMS_LIMIT)
-    runs = await service_of(request).triggers.emit(topic, payload)
+    runs = await service_of(request).emit(topic, payload)
     return JSONResponse({"topic": topic, "runs": [r.run_id for r in runs]}, status_code=202)
 
 
 async def get_lineage(request: Request) -> Response:
-    graph = service_of(request).triggers.lineage()
+    graph = service_of(request).lineage()
     if not principal_of(request).admin:
         # Only products the caller may read, and only edges between two of them.
         may_read = readable(request)

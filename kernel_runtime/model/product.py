@@ -12,7 +12,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import jsonschema
 import nbformat
@@ -20,7 +20,6 @@ from IPython.core.inputtransformer2 import TransformerManager
 from papermill.translators import PythonTranslator
 
 from .. import jsontext
-from ..triggers import rules as triggers
 from ..errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
 from .parameters import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
 
@@ -152,11 +151,17 @@ def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
         raise InvalidNotebook("The body is not a notebook.", [problem(f"Could not read the notebook: {exc}")]) from exc
 
 
-def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec:
+# Problems with ``metadata.nbmesh.triggers``, given the product's name and parameters (the trigger rules).
+TriggerCheck = Callable[[Any, str, dict[str, Parameter]], list[dict[str, Any]]]
+
+
+def load_spec(nb: nbformat.NotebookNode, name: str | None = None, check_triggers: TriggerCheck | None = None) -> ProductSpec:
     """Validate a notebook as a product, raising InvalidNotebook listing every problem.
 
     ``name`` is the name the caller publishes under (the URL path); the
     notebook's own ``metadata.nbmesh.name`` must agree with it when both exist.
+    The trigger rules live above this layer and are passed in as ``check_triggers``
+    (the runtime's catalog always passes them); without it triggers are not checked.
     """
     problems: list[dict[str, Any]] = []
     try:
@@ -176,7 +181,8 @@ def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec
     for cell in cells:
         _check_syntax(cell, problems)
     settings = _read_settings(meta, problems)
-    problems.extend(triggers.check_triggers(meta.get("triggers", []), name, parameters))
+    if check_triggers is not None:
+        problems.extend(check_triggers(meta.get("triggers", []), name, parameters))
 
     if problems:
         raise InvalidNotebook("The notebook is not a valid product.", problems)

@@ -1,22 +1,15 @@
-"""Triggers: when a product runs besides a direct request (CONTRACT section 5).
+"""Trigger rules (docs/triggers-and-stores.md): pure functions, no I/O, no clock of their own.
 
-This module owns the trigger rules: the shape of ``metadata.nbmesh.triggers``
-and its validation at publish time (including loops across the catalog), the
-lineage graph the event subscriptions draw, and the engine that turns due
-schedules and events into ordinary background runs of the service.
-
-A schedule's due time is claimed with an exclusive create in the store
-(``schedules/{product}/{schedule-id}/{due}``) before it runs, so replicas
-sharing a store run it once between them.
+The shape of ``metadata.nbmesh.triggers`` and its validation at publish time
+(including loops across the catalog), the cron due times of schedules, the id
+of a schedule, and the mapping of ``"$event.a.b"`` parameters from an event's
+payload. The engine that applies them is :mod:`.engine`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
-import os
 import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Mapping
@@ -24,29 +17,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from ..errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
+from ..errors import InvalidParameters, quoted
 from ..model.parameters import is_type
-from ..model.records import SUCCEEDED, Run
+from .lineage import product_topic, upstream_of
 
 if TYPE_CHECKING:
     from ..model.product import Parameter
-    from ..runtime.service import Service
-
-log = logging.getLogger("nbmesh.triggers")
 
 # Matched whole (fullmatch) and as ASCII, like product names: "$" alone lets "topic\n" through.
 TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$", re.ASCII)
-PRODUCT_TOPIC_RE = re.compile(r"^product\.([a-z0-9][a-z0-9-]{0,62})\.(?:succeeded|failed)$", re.ASCII)
 _INDEX_RE = re.compile(r"0|[1-9][0-9]{0,8}", re.ASCII)  # a list index in "$event.rows.0"
 EVENT_REF = "$event."
 
 
-def _is_topic(value: Any) -> bool:
+def is_topic(value: Any) -> bool:
     return isinstance(value, str) and TOPIC_RE.fullmatch(value) is not None
-
-
-def _product_topic(value: Any) -> re.Match | None:
-    return PRODUCT_TOPIC_RE.fullmatch(value) if isinstance(value, str) else None
 
 
 def check_triggers(raw: Any, product: str, parameters: dict[str, "Parameter"]) -> list[dict[str, Any]]:
@@ -67,7 +52,7 @@ def check_triggers(raw: Any, product: str, parameters: dict[str, "Parameter"]) -
             problems.extend(_check_schedule(where, trig))
         else:
             topic = trig["event"]
-            if not _is_topic(topic):
+            if not is_topic(topic):
                 problems.append({"cell": None, "message": f"{where}: topic {quoted(topic)} must match {TOPIC_RE.pattern} (ASCII)."})
             elif topic in (f"product.{product}.succeeded", f"product.{product}.failed"):
                 problems.append({"cell": None, "message": f"{where}: a product cannot trigger on its own runs ({topic})."})
@@ -106,51 +91,7 @@ def _check_parameters(
     return problems
 
 
-# lineage -------------------------------------------------------------------------------
-def upstream_of(trigger_list: Any) -> list[str]:
-    """The products whose finished runs this trigger list subscribes to."""
-    names = set()
-    for trig in trigger_list if isinstance(trigger_list, (list, tuple)) else []:
-        match = _product_topic(trig.get("event") if isinstance(trig, dict) else None)
-        if match:
-            names.add(match.group(1))
-    return sorted(names)
-
-
-def newest_versions(catalog: Mapping[str, Any]) -> list[tuple[str, int, tuple[dict[str, Any], ...]]]:
-    """(name, version, triggers) of each product's newest version, the one triggers run.
-
-    A version whose spec is still loading (mid-publish) is left out until it is loaded.
-    """
-    return [
-        (name, entry.latest, entry.specs[entry.latest].triggers)
-        for name, entry in sorted(catalog.items())
-        if entry.latest in entry.specs
-    ]
-
-
-def latest_triggers(catalog: Mapping[str, Any]) -> dict[str, tuple[dict[str, Any], ...]]:
-    return {name: trigs for name, _, trigs in newest_versions(catalog)}
-
-
-def downstream_of(name: str, subscriptions: Mapping[str, Any]) -> list[str]:
-    return sorted(other for other, trigs in subscriptions.items() if name in upstream_of(trigs))
-
-
-def lineage(subscriptions: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The product graph: an edge ``from`` → ``to`` for each subscription to ``product.{from}.*``."""
-    edges = []
-    for name in sorted(subscriptions):
-        for trig in subscriptions[name]:
-            match = _product_topic(trig.get("event"))
-            if match:
-                edges.append({"from": match.group(1), "to": name, "topic": trig["event"]})
-    referenced = {e["from"] for e in edges} - set(subscriptions)
-    nodes = [{"name": n, "published": True} for n in sorted(subscriptions)]
-    nodes += [{"name": n, "published": False} for n in sorted(referenced)]
-    return {"nodes": nodes, "edges": edges}
-
-
+# loops -------------------------------------------------------------------------------------
 def loop_problems(name: str, raw_triggers: Any, subscriptions: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A problem for each trigger of ``name`` that would close a chain back onto ``name``.
 
@@ -167,7 +108,7 @@ def loop_problems(name: str, raw_triggers: Any, subscriptions: Mapping[str, Any]
     problems = []
     for i, trig in enumerate(raw_triggers if isinstance(raw_triggers, list) else []):
         topic = trig.get("event") if isinstance(trig, dict) else None
-        match = _product_topic(topic)
+        match = product_topic(topic)
         if not match or match.group(1) == name:
             continue  # a product's own topics are reported by check_triggers
         path = _path(name, match.group(1), downstream)
@@ -228,28 +169,6 @@ def map_parameters(values: dict[str, Any], payload: Any) -> dict[str, Any]:
 
 
 # time ------------------------------------------------------------------------------------
-class Clock:
-    """The scheduler's notion of now: real UTC time, or the instant written in ``NBMESH_CLOCK_FILE``.
-
-    The file lets tests and demos move time forward by rewriting one line
-    instead of waiting for cron minutes to pass.
-    """
-
-    def __init__(self, path: str | None = None) -> None:
-        self.path = path if path is not None else os.environ.get("NBMESH_CLOCK_FILE")
-
-    def now(self) -> datetime:
-        if self.path:
-            try:
-                with open(self.path) as fh:
-                    text = fh.read().strip()
-                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-            except (OSError, ValueError):
-                log.warning("NBMESH_CLOCK_FILE %s holds no ISO-8601 time; using the real clock", self.path)
-        return datetime.now(timezone.utc)
-
-
 def latest_due(expr: str, tz: str, now: datetime) -> datetime:
     """The newest due time of ``expr`` at or before ``now``, in UTC."""
     local = now.astimezone(ZoneInfo(tz))
@@ -267,135 +186,5 @@ def schedule_id(trig: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-# the engine --------------------------------------------------------------------------------
-class Triggers:
-    """Runs products on schedules and events, through the service's background queue."""
-
-    def __init__(self, service: "Service", clock: Clock | None = None, tick: float = 1.0) -> None:
-        self.service = service
-        self.clock = clock or Clock()
-        self.tick_seconds = tick
-        self._cursors: dict[tuple[str, str], datetime] = {}
-        self._ticked = False
-        self._dispatching: set[asyncio.Task] = set()
-        service.listeners.append(self._on_run_finished)
-
-    # events -----------------------------------------------------------------------
-    def subscribers(self, topic: str) -> list[tuple[str, int, dict[str, Any]]]:
-        return [
-            (name, version, trig)
-            for name, version, trigs in newest_versions(self.service.catalog)
-            for trig in trigs
-            if trig.get("event") == topic
-        ]
-
-    async def emit(self, topic: str, payload: dict[str, Any]) -> list[Run]:
-        """Publish an event: queue a run of every subscribed product, or none when the queue has no room."""
-        if not _is_topic(topic):
-            raise InvalidRequest(f"Invalid event topic {quoted(topic)}: a topic matches {TOPIC_RE.pattern} (ASCII).")
-        subs = self.subscribers(topic)
-        room = self.service.queue_room()
-        if len(subs) > room:
-            raise QueueFull(
-                f"The background queue cannot take the {len(subs)} run(s) event {topic!r} triggers "
-                f"(room for {room}); nothing was queued, try again later."
-            )
-        return [await self._start(name, version, trig, payload, topic) for name, version, trig in subs]
-
-    async def _start(self, name: str, version: int, trig: dict[str, Any], payload: Any, topic: str) -> Run:
-        trigger = {"kind": "event", "topic": topic}
-        params = trig.get("parameters", {})
-        try:
-            params = map_parameters(params, payload)
-            return await self.service.submit(f"{name}@{version}", params, trigger)
-        except (InvalidParameters, QueueFull, NotFound) as exc:
-            return self.service.refuse(name, version, params, trigger, exc)
-
-    def _on_run_finished(self, run: Run) -> None:
-        # Called on the invoke path before the answer: defer the catalog scan past it.
-        asyncio.get_running_loop().call_soon(self._publish_finished, run)
-
-    def _publish_finished(self, run: Run) -> None:
-        outcome = "succeeded" if run.status == SUCCEEDED else "failed"
-        payload: dict[str, Any] = {"run_id": run.run_id, "product": run.product, "version": run.version}
-        if run.status == SUCCEEDED:
-            payload["result"] = run.result
-        else:
-            payload["error"] = run.error
-        topic = f"product.{run.product}.{outcome}"
-        if not self.subscribers(topic):
-            return
-        task = asyncio.get_running_loop().create_task(self._dispatch(topic, payload))
-        self._dispatching.add(task)
-        task.add_done_callback(self._dispatching.discard)
-
-    async def _dispatch(self, topic: str, payload: dict[str, Any]) -> None:
-        # No caller waits for a run's own event, so every subscriber gets a run record:
-        # one that cannot be queued is recorded as failed with the reason.
-        for name, version, trig in self.subscribers(topic):
-            try:
-                await self._start(name, version, trig, payload, topic)
-            except NbmeshError as exc:
-                self.service.refuse(name, version, trig.get("parameters", {}), {"kind": "event", "topic": topic}, exc)
-
-    # schedules ------------------------------------------------------------------------
-    async def run_scheduler(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:  # a store outage or a bad record must not stop the schedules
-                log.exception("scheduler tick failed; retrying")
-            await asyncio.sleep(self.tick_seconds)
-
-    async def tick(self) -> None:
-        """Start every schedule whose due time has come, once across all replicas sharing the store."""
-        now = self.clock.now()
-        live = {
-            (name, schedule_id(trig)): (version, trig)
-            for name, version, trigs in newest_versions(self.service.catalog)
-            for trig in trigs
-            if "schedule" in trig
-        }
-        for key in set(self._cursors) - set(live):
-            del self._cursors[key]
-        for (name, sid), (version, trig) in live.items():
-            due = latest_due(trig["schedule"], trig.get("timezone", "UTC"), now)
-            cursor = self._cursors.get((name, sid))
-            if cursor is None:
-                cursor = await self._initial_cursor(name, sid, due, now)
-                self._cursors[(name, sid)] = cursor
-            if due <= cursor:
-                continue
-            # Only the newest missed due time runs: downtime yields one catch-up run, not a flood.
-            if await asyncio.to_thread(self.service.repo.claim_schedule, name, sid, due):
-                trigger = {"kind": "schedule", "schedule": trig["schedule"], "due": _iso(due)}
-                await self._start_scheduled(name, version, trig, trigger)
-            self._cursors[(name, sid)] = due
-        self._ticked = True
-
-    async def _initial_cursor(self, name: str, sid: str, due: datetime, now: datetime) -> datetime:
-        repo = self.service.repo
-        if self._ticked:
-            # Published while running: the schedule starts from now. Claiming the due time just
-            # passed tells replicas (and later restarts) that it predates the schedule.
-            await asyncio.to_thread(repo.claim_schedule, name, sid, due)
-            return now
-        # At startup the last claim, by any replica or an earlier life of this one, is where the
-        # schedule stands; a later due time was missed while down and runs once.
-        last = await asyncio.to_thread(repo.last_schedule_claim, name, sid)
-        return last or now
-
-    async def _start_scheduled(self, name: str, version: int, trig: dict[str, Any], trigger: dict[str, Any]) -> None:
-        params = trig.get("parameters", {})
-        try:
-            await self.service.submit(f"{name}@{version}", params, trigger)
-        except NbmeshError as exc:
-            self.service.refuse(name, version, params, trigger, exc)
-
-    # lineage ----------------------------------------------------------------------------
-    def lineage(self) -> dict[str, list[dict[str, Any]]]:
-        return lineage(latest_triggers(self.service.catalog))
-
-
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
