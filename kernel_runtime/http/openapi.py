@@ -15,7 +15,8 @@ import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..version import __version__
-from ..model.product import MAX_ITEMS, MAX_STRING, NAME_RE, ProductSpec
+from ..model.parameters import MAX_ITEMS, MAX_STRING
+from ..model.product import NAME_RE, ProductSpec
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
 
 if TYPE_CHECKING:

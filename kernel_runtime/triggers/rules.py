@@ -22,7 +22,7 @@ from ..model.parameters import is_type
 from .lineage import product_topic, upstream_of
 
 if TYPE_CHECKING:
-    from ..model.product import Parameter
+    from ..model.parameters import Parameter
 
 # Matched whole (fullmatch) and as ASCII, like product names: "$" alone lets "topic\n" through.
 TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$", re.ASCII)
