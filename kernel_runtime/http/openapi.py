@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..version import __version__
 from ..model.parameters import MAX_ITEMS, MAX_STRING
 from ..model.product import NAME_RE, ProductSpec
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
+from ..version import __version__
 
 if TYPE_CHECKING:
     from ..runtime.catalog import Catalog

@@ -38,10 +38,10 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from . import protocol
 from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
-from .output import KernelOutput
 from ..model.product import ProductSpec
+from . import protocol
+from .output import KernelOutput
 from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox, resolve
 
 log = logging.getLogger("nbmesh.pool")
@@ -397,7 +397,7 @@ class KernelPool:
             await self._give_back(kernel)
 
     async def call(self, kernel: Kernel, step, *args, timeout: float) -> protocol.Report:
-        """Run an executor step on ``kernel``; on death, tampering or timeout, fix the kernel, then re-raise."""
+        """Run a protocol step (prepare, run) on ``kernel``; on death, tampering or timeout, fix the kernel, then re-raise."""
         kernel.seq += 1
         try:
             report = await step(kernel.km, kernel.kc, *args, timeout=timeout, seal=protocol.Seal(kernel.nonce, kernel.seq))
