@@ -343,8 +343,8 @@ def bench_cold(stack: contextlib.ExitStack, workdir: Path, rounds: int) -> dict[
 
 async def kernel_starts(count: int) -> dict[str, Any]:
     """How long the runtime takes to start one kernel (sandboxed, as it starts spares)."""
-    from kernel_runtime.pool import KernelPool, PoolSettings
-    from kernel_runtime.sandbox import resolve
+    from kernel_runtime.kernels.pool import KernelPool, PoolSettings
+    from kernel_runtime.kernels.sandbox import resolve
 
     contained = await asyncio.to_thread(resolve, "auto", {})  # probed once, outside the timing
     samples = []

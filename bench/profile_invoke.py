@@ -5,7 +5,7 @@ A companion to invoke_latency.py for when nbmesh is slower than its floor. It st
 (nothing in kernel_runtime is changed) and splits each sequential invocation into:
 
 - the client round trip vs. time inside the ASGI app (before / inside / after Service.invoke)
-  vs. the kernel round trip (executor.execute: execute_request sent → shell reply parsed);
+  vs. the kernel round trip (protocol.execute: execute_request sent → shell reply parsed);
 - the work done after the answer (building the executed-notebook record on the event loop, the
   store writes in a thread), and what it costs the next request: blocks of calls with the record
   switched on and off in the same server, interleaved, back-to-back and spaced by a pause;
@@ -56,10 +56,12 @@ def serve_instrumented(store: str, port: int) -> None:
     """The runtime with timers; GET /_profile returns them, POST /_reset?notebook=0&save=0 clears them and switches the record's parts."""
     import uvicorn
 
-    from kernel_runtime import executor, repository, service
-    from kernel_runtime.api import create_app
-    from kernel_runtime.pool import PoolSettings
-    from kernel_runtime.repository import Repository
+    from kernel_runtime.http.app import create_app
+    from kernel_runtime.kernels import protocol, record
+    from kernel_runtime.kernels.pool import PoolSettings
+    from kernel_runtime.runtime import service
+    from kernel_runtime.store import repository
+    from kernel_runtime.store.repository import Repository
     from kernel_runtime.store import open_store
 
     timings: dict[str, list[float]] = {}
@@ -111,8 +113,8 @@ def serve_instrumented(store: str, port: int) -> None:
 
     # Module and class attributes are looked up by their callers at call time, so wrapping takes effect.
     timed(service.Service, "invoke", "service_invoke", is_async=True)
-    timed(executor, "execute", "kernel_execute", is_async=True)
-    timed(executor, "record_notebook", "after_answer_record_notebook (event loop)", is_async=False, switch="notebook")
+    timed(protocol, "execute", "kernel_execute", is_async=True)
+    timed(record, "record_notebook", "after_answer_record_notebook (event loop)", is_async=False, switch="notebook")
     timed(repository.Repository, "save_run", "after_answer_save_run (thread)", is_async=False, switch="save")
 
     app = create_app(service.Service(Repository(open_store(store)), service.Settings(pool=PoolSettings(size=1))))
@@ -180,17 +182,17 @@ def server_phases(url: str, calls: int) -> dict[str, dict[str, list[float]]]:
 
 async def runner_vs_plain(calls: int, workdir: str) -> dict[str, list[float]]:
     """One warm kernel, prepared exactly as the pool prepares it, also sent the floor's plain code."""
-    from kernel_runtime import executor
-    from kernel_runtime.product import load_spec, read_notebook
+    from kernel_runtime.kernels import protocol
+    from kernel_runtime.model.product import load_spec, read_notebook
 
     spec = load_spec(read_notebook(json.dumps(il.product_notebook())), il.PRODUCT)
     # FloorKernel runs this interpreter, so the kernel can import nbmesh's runner as the pool's kernels do.
     kernel = il.FloorKernel("ipc", workdir)
     await kernel.start()
     try:
-        await executor.prepare(kernel.km, kernel.kc, spec, 8 * 1024 * 1024, timeout=30)
+        await protocol.prepare(kernel.km, kernel.kc, spec, 8 * 1024 * 1024, timeout=30)
         subjects = {
-            "nbmesh runner: __nbmesh__.run(params)": lambda: executor.run(kernel.km, kernel.kc, {"x": il.X}, timeout=30),
+            "nbmesh runner: __nbmesh__.run(params)": lambda: protocol.run(kernel.km, kernel.kc, {"x": il.X}, timeout=30),
             "plain code, as the floor sends it": kernel.execute,
         }
         out: dict[str, list[float]] = {name: [] for name in subjects}

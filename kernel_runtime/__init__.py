@@ -1,14 +1,15 @@
 """nbmesh's runtime: publish Jupyter notebooks as data products and run them on warm kernels.
 
 Importing this package stays cheap because every kernel imports
-:mod:`kernel_runtime.runner` through it; the client is loaded on first use.
+:mod:`kernel_runtime.kernels.runner` through it; the client is loaded on first use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["Client", "RunFailed", "__version__"]
 
 

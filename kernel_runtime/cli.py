@@ -20,7 +20,7 @@ from rich.text import Text
 from rich.table import Table
 
 from .errors import NbmeshError
-from .security import is_loopback
+from .http.security import is_loopback
 
 app = typer.Typer(
     add_completion=False,
@@ -112,14 +112,14 @@ def serve(
     """Run the runtime: a pool of warm kernels behind the HTTP API."""
     import uvicorn
 
-    from .access import Access
-    from .api import create_app
-    from .pool import PoolSettings
-    from .repository import Repository
-    from .sandbox import kernel_env as passed_env
-    from .sandbox import resolve as resolve_sandbox
-    from .service import Service, Settings
-    from .security import parse_origin
+    from .http.access import Access
+    from .http.app import create_app
+    from .kernels.pool import PoolSettings
+    from .store.repository import Repository
+    from .kernels.sandbox import kernel_env as passed_env
+    from .kernels.sandbox import resolve as resolve_sandbox
+    from .runtime.service import Service, Settings
+    from .http.security import parse_origin
     from .store import open_store
 
     if not token and not access and not is_loopback(host):
@@ -144,6 +144,8 @@ def serve(
         grace=grace,
         queue_size=queue_size,
         catalog_sync=catalog_sync,
+        # Tests and demos move the schedules' clock through this file; read here, where the runtime is wired.
+        clock_file=os.environ.get("NBMESH_CLOCK_FILE"),
     )
     service = Service(Repository(blob_store), settings)
     ready = [0]
@@ -264,7 +266,7 @@ def emit(
 @app.command("token")
 def token_command(name: str = typer.Argument(..., help="The principal's name in the access file.")) -> None:
     """Make a new random token, and the access-file principal that holds only its SHA-256 digest."""
-    from .access import new_principal
+    from .http.access import new_principal
 
     if not name.strip():
         fail("A principal's name is a non-empty string.")

@@ -1,7 +1,7 @@
 """The exception tree of nbmesh.
 
 Every error the runtime raises on purpose derives from :class:`NbmeshError`.
-The HTTP status each one maps to lives in one table in :mod:`kernel_runtime.api`;
+The HTTP status each one maps to lives in one table in :mod:`kernel_runtime.http.app`;
 this module only says what went wrong.
 """
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from kernel_runtime.api import ROUTES
+from kernel_runtime.http.routes import ROUTES
 from tests.conftest import ROOT, Runtime, free_port, make_notebook, unique
 
 TOKEN = "admin-by-flag"

@@ -81,7 +81,7 @@ def settled(http) -> dict:
 def kernels(rt: Runtime) -> list[psutil.Process]:
     """The kernel processes themselves (inside their sandboxes), seen from outside."""
     return [p for p in psutil.Process(rt.proc.pid).children(recursive=True)
-            if "kernel_runtime.kernel_launcher" in p.cmdline() and p.cmdline()[0] != "bwrap"]
+            if "kernel_runtime.kernels.launcher" in p.cmdline() and p.cmdline()[0] != "bwrap"]
 
 
 def gone(proc: psutil.Process) -> bool:
@@ -93,7 +93,7 @@ def gone(proc: psutil.Process) -> bool:
 
 SPY_SETUP = """
 import threading, time
-import kernel_runtime.runner as r
+import kernel_runtime.kernels.runner as r
 r.SPIED = getattr(r, "SPIED", [])
 _run = r.Runner.run
 def spying_run(self, params_json, *args):
@@ -114,7 +114,7 @@ threading.Thread(target=watch, daemon=True, name="spy").start()
 def test_a_product_cannot_spy_on_or_change_another(rt):
     key, private = f"sk-{os.urandom(8).hex()}", f"setup-data-{os.urandom(8).hex()}"
     with client(rt) as http:
-        spy = publish(http, [("setup", SPY_SETUP), ("output", "'\\n'.join(__import__('kernel_runtime.runner').runner.SPIED)")])
+        spy = publish(http, [("setup", SPY_SETUP), ("output", "'\\n'.join(__import__('kernel_runtime.kernels.runner').kernels.runner.SPIED)")])
         invoke(http, spy)
         # Fill every kernel that may serve products, so the victim's needs the spy's old kernel.
         for _ in range(pool(http)["size"] - 1):
@@ -133,7 +133,7 @@ def test_a_product_cannot_spy_on_or_change_another(rt):
 
 
 def test_a_sabotaged_runner_is_replaced_and_hurts_no_one(rt):
-    sabotage = "if sabotage:\n    import kernel_runtime.runner as r\n    r.Runner.run = lambda *a: 1/0"
+    sabotage = "if sabotage:\n    import kernel_runtime.kernels.runner as r\n    r.Runner.run = lambda *a: 1/0"
     with client(rt) as http:
         saboteur = publish(http, [("parameters", "sabotage = False\nx = 0"), ("", sabotage), ("output", "x")])
         other = publish(http, ECHO)

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from kernel_runtime.errors import InvalidNotebook, InvalidParameters, InvalidRequest
-from kernel_runtime.product import load_spec, parse_ref, read_notebook, validate_parameters
+from kernel_runtime.model.product import parse_ref, read_notebook, validate_parameters
+from kernel_runtime.runtime.catalog import load_product
 from tests.conftest import make_notebook
 
 GOOD = [
@@ -19,7 +20,7 @@ GOOD = [
 
 
 def spec_of(nb: dict, name: str | None = None):
-    return load_spec(read_notebook(json.dumps(nb)), name)
+    return load_product(read_notebook(json.dumps(nb)), name)
 
 
 def problems_of(nb: dict, name: str | None = None) -> list[str]:

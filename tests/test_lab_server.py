@@ -85,7 +85,7 @@ def access_runtime(tmp_path_factory):
 @pytest.fixture
 def jp_server_config(nbmesh):
     return {
-        "ServerApp": {"jpserver_extensions": {"kernel_runtime.server_extension": True}},
+        "ServerApp": {"jpserver_extensions": {"kernel_runtime.lab.server_extension": True}},
         "NbmeshLab": nbmesh,
     }
 

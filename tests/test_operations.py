@@ -14,10 +14,10 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kernel_runtime import openapi as openapi_module
-from kernel_runtime.access import OPEN
-from kernel_runtime.repository import Repository
-from kernel_runtime.service import Service
+from kernel_runtime.http import openapi as openapi_module
+from kernel_runtime.http.access import OPEN
+from kernel_runtime.store.repository import Repository
+from kernel_runtime.runtime.service import Service
 from kernel_runtime.store import LocalStore
 from tests.conftest import JSON, ROOT, make_notebook, unique, wait_for
 
@@ -100,7 +100,7 @@ async def test_openapi_is_rebuilt_only_when_the_catalog_changes(tmp_path, monkey
     builds = []
     real_build = openapi_module.build
     monkeypatch.setattr(openapi_module, "build", lambda s, visible: builds.append(1) or real_build(s, visible))
-    doc = openapi_module.OpenAPI(service)
+    doc = openapi_module.OpenAPI(service.catalog)
 
     def body() -> bytes:
         return doc.body(OPEN, lambda name: True)

@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from kernel_runtime.api import ROUTES
+from kernel_runtime.http.routes import ROUTES
 from tests.conftest import ROOT, Runtime, free_port, make_notebook, unique
 
 TOKEN = "s3cret-token"

@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import free_port, make_notebook, unique
 from kernel_runtime.errors import InvalidRequest, StoreUnavailable
-from kernel_runtime.repository import Repository
+from kernel_runtime.store.repository import Repository
 from kernel_runtime.store import BlobStore, LocalStore, open_store
 
 BUCKET = "nbmesh-tests"

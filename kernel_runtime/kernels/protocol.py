@@ -10,30 +10,21 @@ Every request carries a sequence number, and the runner's reply must echo it
 with the kernel's nonce (given to the runner when it was installed). A reply
 that is missing, malformed or out of sequence means a run changed the runner
 or its namespace: :class:`KernelTampered`, and the pool replaces that kernel.
-
-It also turns a run's report into the executed notebook kept as the run's
-record, shaped like papermill's output (``injected-parameters`` cell and
-``metadata.papermill``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from queue import Empty
 from typing import Any
 
-import nbformat
-import papermill
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
-from papermill.parameterize import parameterize_notebook
 
-from . import jsontext
-from .errors import ExecutionTimeout, KernelDied, KernelTampered
-from .product import Cell, ProductSpec
+from .. import jsontext
+from ..errors import ExecutionTimeout, KernelDied, KernelTampered
+from ..model.product import Cell, ProductSpec
 
 POLL_INTERVAL = 0.1
 REPLY_EXPR = "__nbmesh__.reply"
@@ -147,7 +138,7 @@ async def prepare(
     """
     code = (
         "get_ipython().reset(new_session=False)\n"
-        "import kernel_runtime.runner as _nbmesh_runner\n"
+        "import kernel_runtime.kernels.runner as _nbmesh_runner\n"
         f"__nbmesh__ = _nbmesh_runner.Runner(get_ipython(), {runner_spec(spec, max_output)!r}, {seal.nonce!r})\n"
         "del _nbmesh_runner\n"
         f"__nbmesh__.setup({seal.seq})\n"
@@ -158,59 +149,3 @@ async def prepare(
 async def run(km: AsyncKernelManager, kc: AsyncKernelClient, params: dict[str, Any], timeout: float, seal: Seal) -> Report:
     # repr() of the JSON text is a plain string literal: the kernel decodes it as data.
     return await execute(km, kc, f"__nbmesh__.run({json.dumps(params)!r}, {seal.seq})", timeout, seal)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
-
-
-def record_notebook(
-    spec: ProductSpec,
-    params: dict[str, Any],
-    setup: Report | None,
-    report: Report | None,
-    run: dict[str, Any],
-) -> dict[str, Any]:
-    """The executed notebook of a run, as papermill would have written it."""
-    nb = copy.deepcopy(spec.notebook)
-    nb.metadata.setdefault("papermill", {})
-    for cell in nb.cells:
-        cell.metadata.setdefault("tags", [])
-        cell.metadata["papermill"] = {"status": "pending", "start_time": None, "end_time": None, "duration": None, "exception": None}
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    count = 0
-    for rep in (setup, report):
-        for rec in rep.cells if rep else []:
-            count += 1
-            cell = nb.cells[rec["index"]]
-            cell.outputs = [nbformat.from_dict(o) for o in rec["outputs"]]
-            cell.execution_count = count
-            for out in cell.outputs:
-                if out.output_type == "execute_result":
-                    out.execution_count = count
-            end = rec.get("end", rec["start"])
-            cell.metadata.papermill.update(
-                status=rec["status"],
-                start_time=_iso(rec["start"]),
-                end_time=_iso(end),
-                duration=end - rec["start"],
-                exception=rec["status"] == "failed",
-            )
-    nb = parameterize_notebook(nb, params, kernel_name=spec.kernel_name, language="python")
-    error = run.get("error")
-    nb.metadata.papermill.update(
-        input_path=f"{spec.name}@{run['version']}",
-        output_path=f"runs/{run['run_id']}.ipynb",
-        parameters=params,
-        default_parameters={n: p.default for n, p in spec.parameters.items()},
-        start_time=run.get("started_at"),
-        end_time=run.get("finished_at"),
-        duration=(run.get("duration_ms") or 0) / 1000,
-        exception=bool(error),
-        environment_variables={},
-        version=papermill.__version__,
-    )
-    nb.metadata["nbmesh_run"] = {k: run[k] for k in ("run_id", "product", "version", "status", "trigger")}
-    return nb

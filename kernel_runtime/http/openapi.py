@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import __version__
-from .product import MAX_ITEMS, MAX_STRING, NAME_RE, ProductSpec
-from .records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
+from ..model.parameters import MAX_ITEMS, MAX_STRING
+from ..model.product import NAME_RE, ProductSpec
+from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
+from ..version import __version__
 
 if TYPE_CHECKING:
+    from ..runtime.catalog import Catalog
     from .access import Principal
-    from .service import Service
 
 REF_PATTERN = NAME_RE.pattern.removesuffix("$") + r"(@[1-9][0-9]*)?$"
 TOPIC_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
@@ -272,11 +273,10 @@ def invoke_path(spec: ProductSpec, product: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build(service: "Service", visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
+def build(catalog: "Catalog", visible: Callable[[str], bool] | None = None) -> dict[str, Any]:
     paths = dict(FIXED_PATHS)
-    for product in service.products(visible):
-        entry = service.catalog[product["name"]]
-        paths[f"/api/products/{product['name']}/invoke"] = invoke_path(entry.specs[entry.latest], product)
+    for product in catalog.products(visible):
+        paths[f"/api/products/{product['name']}/invoke"] = invoke_path(catalog.latest_spec(product["name"]), product)
     return {
         "openapi": "3.1.0",
         "info": {"title": "nbmesh", "version": __version__, "description": "Notebooks served as data products."},
@@ -299,17 +299,17 @@ def build(service: "Service", visible: Callable[[str], bool] | None = None) -> d
 class OpenAPI:
     """The document, cached per catalog state (which version of each product is newest) and caller."""
 
-    def __init__(self, service: "Service") -> None:
-        self.service = service
+    def __init__(self, catalog: "Catalog") -> None:
+        self.catalog = catalog
         self._key: tuple[tuple[str, int], ...] | None = None
         self._bodies: dict["Principal", bytes] = {}
 
     def body(self, caller: "Principal", visible: Callable[[str], bool]) -> bytes:
         """``visible`` says which products ``caller`` may read; the principals are few and fixed."""
-        key = tuple(sorted((name, entry.latest) for name, entry in self.service.catalog.items()))
+        key = self.catalog.state()
         if key != self._key:
             self._bodies.clear()
             self._key = key
         if caller not in self._bodies:
-            self._bodies[caller] = json.dumps(build(self.service, None if caller.admin else visible)).encode()
+            self._bodies[caller] = json.dumps(build(self.catalog, None if caller.admin else visible)).encode()
         return self._bodies[caller]

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from .errors import Forbidden, InvalidConfig
+from ..errors import Forbidden, InvalidConfig
 
 _PRODUCT = r"[a-z0-9][a-z0-9-]{0,62}"
 _TOPIC = r"[a-z0-9][a-z0-9._-]{0,127}"
@@ -137,6 +137,7 @@ class Principal:
 
 # Who the caller is when the runtime runs without any token (loopback only): the operator.
 OPEN = Principal(name="anonymous (no token configured)", admin=True)
+PRINCIPAL = "nbmesh.principal"  # the ASGI scope key where the gate leaves the caller for the handlers
 
 
 def token_digest(token: str | bytes) -> str:

@@ -1,48 +1,13 @@
-"""Where bytes live: a tiny key/value interface and its backends, picked by URL scheme.
-
-A backend only stores blobs under ``/``-separated keys. What the keys mean
-(products, versions, runs) is :mod:`kernel_runtime.repository`'s business,
-so every backend shares one layout and one test suite. Like papermill's
-``iorw`` registry, a backend is chosen by the scheme of the store URL.
-"""
+"""The local-folder backend: a folder on the local disk, atomic writes by temp file + rename."""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
 
-from .errors import InvalidRequest, StoreUnavailable
-
-DEFAULT_STORE = ".nbmesh/store"
-
-
-class BlobStore(ABC):
-    """Keys are relative paths of ``[A-Za-z0-9._@-]`` segments joined by ``/``."""
-
-    url: str
-
-    @abstractmethod
-    def get(self, key: str) -> bytes | None:
-        """The blob at ``key``, or None when there is none."""
-
-    @abstractmethod
-    def put(self, key: str, data: bytes) -> None:
-        """Write ``key`` atomically: readers see the old blob or the new one, never half."""
-
-    @abstractmethod
-    def create(self, key: str, data: bytes) -> bool:
-        """Write ``key`` only if it does not exist yet; False when another writer was first."""
-
-    @abstractmethod
-    def list(self, prefix: str) -> list[str]:
-        """All keys under ``prefix``, sorted."""
-
-    @abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove ``key``; removing a missing key is not an error."""
+from ..errors import StoreUnavailable
+from .blob import BlobStore
 
 
 class LocalStore(BlobStore):
@@ -117,32 +82,3 @@ class LocalStore(BlobStore):
             self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"Cannot delete {key} from the store: {exc.strerror}.") from exc
-
-
-def _open_local(url: str) -> BlobStore:
-    return LocalStore(url.removeprefix("file://"))
-
-
-def _open_s3(url: str) -> BlobStore:
-    from .s3store import S3Store
-
-    return S3Store.from_url(url)
-
-
-BACKENDS: dict[str, Callable[[str], BlobStore]] = {
-    "": _open_local,
-    "file": _open_local,
-    "s3": _open_s3,
-}
-
-
-def open_store(url: str | None = None) -> BlobStore:
-    """The backend for ``url`` (default: ``NBMESH_STORE``, else a local folder)."""
-    url = url or os.environ.get("NBMESH_STORE") or DEFAULT_STORE
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    try:
-        opener = BACKENDS[scheme]
-    except KeyError:
-        known = ", ".join(s + "://" for s in BACKENDS if s)
-        raise InvalidRequest(f"Unknown store scheme {scheme!r} in {url!r}; use a folder path or {known}.") from None
-    return opener(url)

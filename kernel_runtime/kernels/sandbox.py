@@ -6,7 +6,7 @@ on a root filesystem made only of what a kernel needs: the system (``/usr``, ``/
 read-only at a fixed path, a private size-capped ``/tmp`` (its ``HOME`` lives there) and its
 own IPC folder (connection file and sockets). The store, the runtime's working directory and
 other kernels' folders are simply not there. The launcher then drops from root to
-``nobody`` (see :mod:`kernel_runtime.kernel_launcher`), so nothing readable only by root
+``nobody`` (see :mod:`kernel_runtime.kernels.launcher`), so nothing readable only by root
 (``/etc/shadow``, say) is readable either.
 
 In both modes the environment is built from scratch: product code sees none of the runtime's
@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import KernelError
+from ..errors import KernelError
 
 log = logging.getLogger("nbmesh.sandbox")
 
 MODES = ("auto", "bwrap", "none")
-PACKAGE_DIR = str(Path(__file__).resolve().parent)
+PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)  # the kernel_runtime package, not kernels/
 # Where the package is bound inside the sandbox; PYTHONPATH points here, so the kernel imports the
 # runtime's own code without seeing the folder it was installed from (a checkout holds the store).
 PACKAGE_MOUNT = "/opt/nbmesh"
@@ -204,7 +204,7 @@ def _probe(sandbox: Sandbox) -> str | None:
     if shutil.which("bwrap") is None:
         return "bwrap is not installed"
     with tempfile.TemporaryDirectory(prefix="nbmesh-probe-") as probe_dir:
-        cmd = sandbox.command([sys.executable, "-c", "import kernel_runtime.runner"], probe_dir)
+        cmd = sandbox.command([sys.executable, "-c", "import kernel_runtime.kernels.runner"], probe_dir)
         try:
             done = subprocess.run(cmd, env=sandbox.popen_env(), capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from .errors import InvalidConfig
+from ..errors import InvalidConfig
 
 # The names a browser puts in Host when it talks to this machine over loopback.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")

@@ -34,8 +34,8 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Unicode, default
 
-from .client import DEFAULT_URL
-from .security import is_loopback
+from ..client import DEFAULT_URL
+from ..http.security import is_loopback
 
 _FALSE = {"0", "false", "no", "off"}
 # Headers of the runtime's answer worth passing on; hop-by-hop ones are tornado's business.
@@ -291,7 +291,7 @@ class NbmeshLab(ExtensionApp):
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    return [{"module": "kernel_runtime.server_extension", "app": NbmeshLab}]
+    return [{"module": "kernel_runtime.lab.server_extension", "app": NbmeshLab}]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

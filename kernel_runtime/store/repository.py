@@ -27,11 +27,11 @@ import time
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from . import jsontext
-from .errors import CorruptRecord, MalformedJSON, UnacceptableJSON, VersionConflict, quoted
-from .product import is_name
-from .records import Run, StoredVersion, now_iso
-from .store import BlobStore
+from .. import jsontext
+from ..errors import CorruptRecord, MalformedJSON, UnacceptableJSON, VersionConflict, quoted
+from ..model.product import is_name
+from ..model.records import Run, StoredVersion, now_iso
+from .blob import BlobStore
 
 log = logging.getLogger("nbmesh.store")
 _MAX_STAMP = 10**19

@@ -22,8 +22,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import InvalidRequest, StoreUnavailable
-from .store import BlobStore
+from ..errors import InvalidRequest, StoreUnavailable
+from .blob import BlobStore
 
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
 _CLIENT_CONFIG = Config(

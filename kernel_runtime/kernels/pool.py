@@ -10,7 +10,7 @@ setup cells but never a kernel start. A kernel is never prepared for another
 product: nothing a run leaves in a kernel (patched modules, threads, files in
 its ``/tmp``) can reach another product.
 
-Kernels run in the sandbox of :mod:`kernel_runtime.sandbox`. The pool replaces
+Kernels run in the sandbox of :mod:`kernel_runtime.kernels.sandbox`. The pool replaces
 a kernel that dies (also while idle: it is checked when leased and watched in
 the background), whose runner a run tampered with, that hangs past an
 interrupt, or that a run asked to retire (it patched the runner, called ``exit()`` or left threads running).
@@ -38,10 +38,10 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from . import executor
-from .errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
-from .kernel_output import KernelOutput
-from .product import ProductSpec
+from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
+from ..model.product import ProductSpec
+from . import protocol
+from .output import KernelOutput
 from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox, resolve
 
 log = logging.getLogger("nbmesh.pool")
@@ -74,7 +74,7 @@ class Kernel:
     key: tuple[str, int] | None = None
     prepared: bool = False
     preparing: bool = False
-    setup_report: executor.Report | None = None
+    setup_report: protocol.Report | None = None
     nonce: str = field(default_factory=lambda: secrets.token_hex(16))
     seq: int = 0
     retire: str | None = None  # set by a run after which this kernel must not serve another
@@ -174,7 +174,7 @@ class KernelPool:
         kid = next(self._ids)
         folder = os.path.join(self._ipc_dir, f"kernel-{kid}")
         os.mkdir(folder, 0o700)
-        argv = [sys.executable, "-m", "kernel_runtime.kernel_launcher"]
+        argv = [sys.executable, "-m", "kernel_runtime.kernels.launcher"]
         if self.settings.kernel_memory:
             argv += ["--memory", str(self.settings.kernel_memory)]
         assert self.sandbox is not None
@@ -372,7 +372,7 @@ class KernelPool:
     async def _prepare(self, kernel: Kernel, spec: ProductSpec) -> None:
         kernel.preparing = True
         try:
-            report = await self.call(kernel, executor.prepare, spec, self.settings.max_output, timeout=spec.timeout)
+            report = await self.call(kernel, protocol.prepare, spec, self.settings.max_output, timeout=spec.timeout)
         finally:
             kernel.preparing = False
         kernel.setup_report = report
@@ -396,11 +396,11 @@ class KernelPool:
         finally:
             await self._give_back(kernel)
 
-    async def call(self, kernel: Kernel, step, *args, timeout: float) -> executor.Report:
-        """Run an executor step on ``kernel``; on death, tampering or timeout, fix the kernel, then re-raise."""
+    async def call(self, kernel: Kernel, step, *args, timeout: float) -> protocol.Report:
+        """Run a protocol step (prepare, run) on ``kernel``; on death, tampering or timeout, fix the kernel, then re-raise."""
         kernel.seq += 1
         try:
-            report = await step(kernel.km, kernel.kc, *args, timeout=timeout, seal=executor.Seal(kernel.nonce, kernel.seq))
+            report = await step(kernel.km, kernel.kc, *args, timeout=timeout, seal=protocol.Seal(kernel.nonce, kernel.seq))
         except KernelDied:
             await self._drop(kernel, "it died during a run")
             raise
@@ -417,7 +417,7 @@ class KernelPool:
     async def _interrupt(self, kernel: Kernel) -> None:
         with contextlib.suppress(Exception):
             await kernel.km.interrupt_kernel()
-            if await executor.wait_reply(kernel.km, kernel.kc, self.settings.interrupt_grace):
+            if await protocol.wait_reply(kernel.km, kernel.kc, self.settings.interrupt_grace):
                 return
         await self._drop(kernel, "it did not come back cleanly from an interrupt")
 

@@ -1,6 +1,6 @@
 """Starts an ipykernel with the limits the runtime asked for, set inside the kernel's own process.
 
-Usage: ``python -m kernel_runtime.kernel_launcher [--memory BYTES] [--user UID:GID] -f CONNECTION_FILE``.
+Usage: ``python -m kernel_runtime.kernels.launcher [--memory BYTES] [--user UID:GID] -f CONNECTION_FILE``.
 
 ``--user`` is given when a root runtime starts the kernel in the sandbox: the launcher (still
 root, before any product code) hands the kernel's IPC folder and ``HOME`` to that user, then drops

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .records import Run
+from ..model.records import Run
 from .repository import Repository
 
 log = logging.getLogger("nbmesh.retention")

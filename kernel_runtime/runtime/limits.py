@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from typing import AsyncIterator
 
-from .errors import QueueFull
+from ..errors import QueueFull
 
 
 class ProductLimiter:

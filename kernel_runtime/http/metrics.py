@@ -1,10 +1,10 @@
 """``GET /metrics``: the runtime in Prometheus text format (CONTRACT section 3).
 
-Runs are counted as they finish, through the service's run listeners: the
-invoke path pays one counter increment and one histogram observation, no
-more. Everything that is state rather than an event (kernels by state,
-restarts, queue depths, products) is read from the service only when
-Prometheus scrapes, by a custom collector.
+Runs are counted as they finish (:meth:`Metrics.observe` is one of the
+runtime's run-finished hooks): the invoke path pays one counter increment and
+one histogram observation, no more. Everything that is state rather than an
+event (kernels by state, restarts, queue depths, products) is read only when
+Prometheus scrapes, by a custom collector, through the callables it is given.
 
 Each app has a registry of its own rather than prometheus-client's global
 one, so several runtimes in one process (tests, embedding) do not mix.
@@ -12,16 +12,13 @@ one, so several runtimes in one process (tests, embedding) do not mix.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .records import Run
-
-if TYPE_CHECKING:
-    from .service import Service
+from ..model.records import Run
 
 # Warm invocations take milliseconds, cold ones (setup cells) seconds, and timeouts up to minutes.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -30,11 +27,15 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class _StateCollector(Collector):
     """Pool and queue state, read at scrape time."""
 
-    def __init__(self, service: "Service") -> None:
-        self.service = service
+    def __init__(
+        self, pool_state: Callable[[], Mapping[str, Any]], queue_depths: Callable[[], Mapping[str, int]], products: Callable[[], int]
+    ) -> None:
+        self.pool_state = pool_state
+        self.queue_depths = queue_depths
+        self.products = products
 
     def collect(self) -> Iterator[Metric]:
-        state = self.service.pool.state()
+        state = self.pool_state()
         kernels = GaugeMetricFamily("nbmesh_kernels", "Kernels in the pool by state.", labels=["state"])
         for name in ("starting", "idle", "busy", "dead"):
             kernels.add_metric([name], state[name])
@@ -57,14 +58,20 @@ class _StateCollector(Collector):
             "Runs waiting: 'background' for a worker, 'concurrency' for their product's concurrency limit.",
             labels=["queue"],
         )
-        depth.add_metric(["background"], self.service.queue_depth())
-        depth.add_metric(["concurrency"], self.service.limiter.waiting())
+        depths = self.queue_depths()
+        depth.add_metric(["background"], depths["background"])
+        depth.add_metric(["concurrency"], depths["concurrency"])
         yield depth
-        yield GaugeMetricFamily("nbmesh_products", "Products published.", value=len(self.service.catalog))
+        yield GaugeMetricFamily("nbmesh_products", "Products published.", value=self.products())
 
 
 class Metrics:
-    def __init__(self, service: "Service") -> None:
+    """``pool_state``, ``queue_depths`` and ``products`` are read at scrape time; register
+    :meth:`observe` as a run-finished hook to count runs."""
+
+    def __init__(
+        self, pool_state: Callable[[], Mapping[str, Any]], queue_depths: Callable[[], Mapping[str, int]], products: Callable[[], int]
+    ) -> None:
         self.registry = CollectorRegistry()
         self.runs = Counter(
             "nbmesh_runs", "Finished runs by product and final status.", ["product", "status"], registry=self.registry
@@ -76,8 +83,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(service))
-        service.listeners.append(self.observe)
+        self.registry.register(_StateCollector(pool_state, queue_depths, products))
 
     def observe(self, run: Run) -> None:
         self.runs.labels(run.product, run.status).inc()

@@ -1,9 +1,9 @@
 """What a data product is: reading a notebook's tags and metadata into a spec.
 
 This module owns the rules of CONTRACT section 1: which cells play which role,
-the parameter schema (read with papermill's own translator), the product
-metadata, and the validation of parameters and results against them. It
-never talks to a kernel or a store.
+the product metadata, names and references, and the validation of a run's
+parameters and result against the spec. The parameters cell itself is read by
+:mod:`.parameters`. It never talks to a kernel or a store.
 """
 
 from __future__ import annotations
@@ -12,52 +12,25 @@ import ast
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import jsonschema
 import nbformat
 from IPython.core.inputtransformer2 import TransformerManager
-from papermill.translators import PythonTranslator
 
-from . import jsontext, triggers
-from .errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
-from .paramtypes import JSON_SCHEMA_TYPES, PARAM_TYPES, is_type, type_of
+from .. import jsontext
+from ..errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
+from .parameters import Parameter, is_type, out_of_bounds, parse_parameters, problem
 
 # Matched whole (fullmatch) and as ASCII: "$" alone would let "p\n" through, and str.isdigit() takes "²".
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.ASCII)
 VERSION_RE = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 DEFAULT_TIMEOUT = 60.0
-# Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
-MAX_DEPTH = 32
-MAX_STRING = 65536  # characters in any string, dict keys included
-MAX_ITEMS = 10000  # elements of any list, entries of any dict
 MAX_SCHEMA_DEPTH = 64  # levels of an output_schema, within the same string and item bounds
 
 TAG_PARAMETERS = "parameters"
 TAG_SETUP = "setup"
 TAG_OUTPUT = "output"
-
-_ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
-
-
-@dataclass(frozen=True)
-class Parameter:
-    name: str
-    type: str
-    default: Any
-    help: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "default": self.default}
-        if self.help:
-            out["help"] = self.help
-        return out
-
-    def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": JSON_SCHEMA_TYPES[self.type], "default": self.default}
-        if self.help:
-            schema["description"] = self.help
-        return schema
 
 
 @dataclass(frozen=True)
@@ -97,10 +70,6 @@ class ProductSpec:
             "properties": {name: p.json_schema() for name, p in self.parameters.items()},
             "additionalProperties": False,
         }
-
-
-def problem(message: str, cell: int | None = None) -> dict[str, Any]:
-    return {"cell": cell, "message": message}
 
 
 def is_name(value: Any) -> bool:
@@ -151,11 +120,17 @@ def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
         raise InvalidNotebook("The body is not a notebook.", [problem(f"Could not read the notebook: {exc}")]) from exc
 
 
-def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec:
+# Problems with ``metadata.nbmesh.triggers``, given the product's name and parameters (the trigger rules).
+TriggerCheck = Callable[[Any, str, dict[str, Parameter]], list[dict[str, Any]]]
+
+
+def load_spec(nb: nbformat.NotebookNode, name: str | None = None, check_triggers: TriggerCheck | None = None) -> ProductSpec:
     """Validate a notebook as a product, raising InvalidNotebook listing every problem.
 
     ``name`` is the name the caller publishes under (the URL path); the
     notebook's own ``metadata.nbmesh.name`` must agree with it when both exist.
+    The trigger rules live above this layer and are passed in as ``check_triggers``
+    (the runtime's catalog always passes them); without it triggers are not checked.
     """
     problems: list[dict[str, Any]] = []
     try:
@@ -171,11 +146,12 @@ def load_spec(nb: nbformat.NotebookNode, name: str | None = None) -> ProductSpec
     kernel_name = _check_kernel(nb, problems)
     cells = _classify_cells(nb, problems)
     params_cell = next((c for c in cells if c.role == TAG_PARAMETERS), None)
-    parameters = _parse_parameters(params_cell, problems) if params_cell else {}
+    parameters = parse_parameters(params_cell.source, params_cell.index, problems) if params_cell else {}
     for cell in cells:
         _check_syntax(cell, problems)
     settings = _read_settings(meta, problems)
-    problems.extend(triggers.check_triggers(meta.get("triggers", []), name, parameters))
+    if check_triggers is not None:
+        problems.extend(check_triggers(meta.get("triggers", []), name, parameters))
 
     if problems:
         raise InvalidNotebook("The notebook is not a valid product.", problems)
@@ -275,91 +251,6 @@ def _check_syntax(cell: Cell, problems: list) -> None:
         )
 
 
-def _parse_parameters(cell: Cell, problems: list) -> dict[str, Parameter]:
-    try:
-        tree = ast.parse(cell.source)
-    except SyntaxError as exc:
-        problems.append(
-            problem(f"The parameters cell {cell.index} cannot be parsed: {exc.msg} on line {exc.lineno}.", cell.index)
-        )
-        return {}
-    assigned: list[str] = []
-    for stmt in tree.body:
-        target = _assigned_name(stmt)
-        if target is None:
-            problems.append(
-                problem(
-                    f"Line {stmt.lineno} of the parameters cell is not a plain assignment "
-                    "like `x: int = 3` or `x = 3`.",
-                    cell.index,
-                )
-            )
-        else:
-            assigned.append(target)
-    parameters: dict[str, Parameter] = {}
-    for found in PythonTranslator.inspect(nbformat.v4.new_code_cell(cell.source)):
-        param = _parameter(found, cell.index, problems)
-        if param is not None:
-            parameters[param.name] = param
-    for missing in (n for n in assigned if n not in parameters):
-        problems.append(problem(f"Parameter {missing!r} could not be read: write it on one line as `name = value`.", cell.index))
-    return parameters
-
-
-def _assigned_name(stmt: ast.stmt) -> str | None:
-    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
-        return stmt.target.id
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-        return stmt.targets[0].id
-    return None
-
-
-def _parameter(found: Any, cell_index: int, problems: list) -> Parameter | None:
-    try:
-        default = ast.literal_eval(found.default)
-    except (ValueError, SyntaxError):
-        problems.append(
-            problem(f"Parameter {found.name!r}: default {found.default!r} is not a literal value.", cell_index)
-        )
-        return None
-    reason = jsontext.check(default)
-    if reason is not None:
-        # 1e309 is a literal (inf), and so is "\ud800": neither can be served as JSON.
-        problems.append(problem(f"Parameter {found.name!r}: its default {reason}.", cell_index))
-        return None
-    annotation = found.inferred_type_name
-    if annotation in ("None", ""):
-        type_name = type_of(default)
-        if type_name is None:
-            problems.append(
-                problem(
-                    f"Parameter {found.name!r}: cannot infer a type from default {found.default!r}; "
-                    "annotate it (int, float, str, bool, list or dict).",
-                    cell_index,
-                )
-            )
-            return None
-    else:
-        base = annotation.split("[", 1)[0].strip().removeprefix("typing.")
-        type_name = _ANNOTATION_ALIASES.get(base, base)
-        if type_name not in PARAM_TYPES:
-            problems.append(
-                problem(
-                    f"Parameter {found.name!r}: type {annotation!r} is not one of int, float, str, bool, list, dict.",
-                    cell_index,
-                )
-            )
-            return None
-        if not is_type(default, type_name):
-            problems.append(
-                problem(f"Parameter {found.name!r}: default {found.default} is not a {type_name}.", cell_index)
-            )
-            return None
-    if type_name == "float":
-        default = float(default)
-    return Parameter(name=found.name, type=type_name, default=default, help=found.help)
-
-
 def _read_settings(meta: dict[str, Any], problems: list) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for key in ("title", "description", "owner"):
@@ -376,7 +267,7 @@ def _read_settings(meta: dict[str, Any], problems: list) -> dict[str, Any]:
     schema = meta.get("output_schema")
     if schema is not None:
         # jsonschema recurses once per level, at publish and on every result: bound the nesting first.
-        excess = _out_of_bounds(schema, MAX_SCHEMA_DEPTH) if isinstance(schema, (dict, bool)) else "must be a JSON object"
+        excess = out_of_bounds(schema, MAX_SCHEMA_DEPTH) if isinstance(schema, (dict, bool)) else "must be a JSON object"
         if excess is None:
             try:
                 jsonschema.validators.validator_for(schema).check_schema(schema)
@@ -410,7 +301,7 @@ def validate_parameters(spec: ProductSpec, values: Any) -> dict[str, Any]:
                     "message": f"Parameter {key!r} must be {param.type}, got {_json_type(value)} {_short(value)}.",
                 }
             )
-        elif (excess := _out_of_bounds(value)) is not None:
+        elif (excess := out_of_bounds(value)) is not None:
             problems.append({"parameter": key, "message": f"Parameter {key!r} {excess}."})
         else:
             resolved[key] = float(value) if param.type == "float" else value
@@ -427,31 +318,6 @@ def _json_type(value: Any) -> str:
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _out_of_bounds(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
-    """What makes ``value`` exceed the parameter bounds, or None when it is within them."""
-    # Iterative, level by level, so a hostile deeply nested body cannot exhaust the stack.
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        if depth > max_depth:
-            return f"is nested deeper than {max_depth} levels"
-        nxt: list[Any] = []
-        for item in level:
-            if isinstance(item, str):
-                if len(item) > MAX_STRING:
-                    return f"holds a string of {len(item)} characters; the limit is {MAX_STRING}"
-            elif isinstance(item, (list, dict)):
-                if len(item) > MAX_ITEMS:
-                    return f"holds a {type(item).__name__} of {len(item)} items; the limit is {MAX_ITEMS}"
-                if isinstance(item, dict):
-                    nxt.extend(item.keys())
-                    nxt.extend(item.values())
-                else:
-                    nxt.extend(item)
-        level = nxt
-    return None
 
 
 def contract_violation(spec: ProductSpec, result: Any) -> str | None:

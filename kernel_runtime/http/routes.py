@@ -1,55 +1,25 @@
-"""The HTTP API of CONTRACT section 3, as a declarative Starlette app.
+"""The HTTP API's routes (docs/design.md): the handlers and the ``ROUTES`` table.
 
 Handlers only parse and bound the request, check the caller's right on what it
-touches, call the service, and shape the answer. Who the caller is, and on the
-open loopback default what a web page may not send, is settled before any
-handler by :class:`Gate`. Every nbmesh error becomes its HTTP status here, in
-``STATUS``, and nowhere else.
+touches, call the service, and shape the answer. Who the caller is was settled
+before any handler, by the gate of :mod:`.app`, which leaves it in the scope.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any, Callable
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import jsontext
-from .access import OPEN, Access, Principal
-from .errors import (
-    CorruptRecord,
-    Forbidden,
-    InvalidNotebook,
-    InvalidParameters,
-    InvalidRequest,
-    KernelError,
-    NbmeshError,
-    NotFound,
-    PayloadTooLarge,
-    QueueFull,
-    StoreUnavailable,
-    UnacceptableJSON,
-    Unauthorized,
-    UnsupportedMediaType,
-    VersionConflict,
-    quoted,
-)
-from .metrics import Metrics
-from .openapi import OpenAPI
-from .product import parse_ref
-from .records import SUCCEEDED, TIMED_OUT, Run
-from .security import trusted_hosts
-from .service import Service
-
-log = logging.getLogger("nbmesh.api")
+from .. import jsontext
+from ..errors import InvalidParameters, InvalidRequest, PayloadTooLarge, quoted
+from ..model.product import parse_ref
+from ..model.records import SUCCEEDED, TIMED_OUT, Run
+from ..runtime.service import Service
+from .access import PRINCIPAL, Principal
 
 MIB = 1024 * 1024
 NOTEBOOK_LIMIT = 16 * MIB
@@ -57,34 +27,6 @@ PARAMS_LIMIT = 1 * MIB
 MAX_RUNS_LIMIT = 1000
 # Whole ASCII digits only: str.isdigit() accepts "²" and "١", which int() then rejects or reads.
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
-
-STATUS: dict[type[NbmeshError], int] = {
-    InvalidRequest: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    VersionConflict: 409,
-    PayloadTooLarge: 413,
-    UnsupportedMediaType: 415,
-    InvalidNotebook: 422,
-    InvalidParameters: 422,
-    UnacceptableJSON: 422,
-    CorruptRecord: 500,
-    KernelError: 503,
-    QueueFull: 503,
-    StoreUnavailable: 503,
-}
-
-
-def status_of(exc: NbmeshError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
-
-
-def error_response(exc: NbmeshError) -> JSONResponse:
-    return JSONResponse(exc.to_body(), status_code=status_of(exc))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -236,12 +178,12 @@ async def post_event(request: Request) -> Response:
     topic = request.path_params["topic"]
     principal_of(request).check_emit(topic)
     payload = await read_json_object(request, PARAMS_LIMIT)
-    runs = await service_of(request).triggers.emit(topic, payload)
+    runs = await service_of(request).emit(topic, payload)
     return JSONResponse({"topic": topic, "runs": [r.run_id for r in runs]}, status_code=202)
 
 
 async def get_lineage(request: Request) -> Response:
-    graph = service_of(request).triggers.lineage()
+    graph = service_of(request).lineage()
     if not principal_of(request).admin:
         # Only products the caller may read, and only edges between two of them.
         may_read = readable(request)
@@ -263,116 +205,6 @@ async def metrics(request: Request) -> Response:
     return Response(body, headers={"Content-Type": content_type})
 
 
-# middleware -------------------------------------------------------------------------
-PRINCIPAL = "nbmesh.principal"  # the scope key where the gate leaves the caller for the handlers
-_TRUSTED_HOST = "nbmesh.trusted_host"
-_CHANGES = frozenset({"POST", "PUT", "DELETE"})
-
-
-async def _mark_trusted_host(scope: Scope, receive: Receive, send: Send) -> None:
-    scope[_TRUSTED_HOST] = True
-
-
-async def _discard(message: Any) -> None:
-    pass
-
-
-class Gate:
-    """Who is calling, settled before any handler runs (CONTRACT section 6).
-
-    With principals (``--token`` and/or ``--access``) every route but /healthz needs a known bearer
-    token, else 401; the handlers then check the caller's right on what they touch (403). Without
-    any token (loopback only) every caller is the operator, so the gate refuses what a web page could
-    send instead: a Host that is not a loopback name (DNS rebinding), an Origin other than the
-    runtime's own or an allowed one (403), and a change whose body is not declared JSON (415): a
-    form or ``text/plain`` POST is the one kind a browser sends to another site without asking.
-    """
-
-    def __init__(self, app: ASGIApp, access: Access | None, hosts: list[str], origins: Iterable[str]) -> None:
-        self.app = app
-        self.access = access
-        self.hosts = hosts
-        self.origins = frozenset(origin.encode() for origin in origins)
-        # Starlette's host matching (ports, IPv6 literals, malformed headers) decides; the answer is ours.
-        self.host_check = TrustedHostMiddleware(_mark_trusted_host, allowed_hosts=hosts, www_redirect=False)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.access is None:
-            error = await self._cross_site(scope, receive)
-            scope[PRINCIPAL] = OPEN
-        else:
-            error = self._authenticate(scope)
-        if error is not None:
-            await error_response(error)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _authenticate(self, scope: Scope) -> NbmeshError | None:
-        if scope["path"] == "/healthz":
-            return None
-        assert self.access is not None
-        principal = self.access.identify(dict(scope["headers"]).get(b"authorization", b""))
-        if principal is None:
-            return Unauthorized("A valid bearer token is required: send 'Authorization: Bearer <token>'.")
-        scope[PRINCIPAL] = principal
-        return None
-
-    async def _cross_site(self, scope: Scope, receive: Receive) -> NbmeshError | None:
-        headers = dict(scope["headers"])
-        await self.host_check(scope, receive, _discard)
-        if not scope.pop(_TRUSTED_HOST, False):
-            host = headers.get(b"host", b"").decode("latin-1")
-            return Forbidden(
-                f"Host {host!r} is not a loopback name: a runtime without a token answers only to "
-                f"{', '.join(self.hosts)} (a web page elsewhere may be trying to reach it)."
-            )
-        origin = headers.get(b"origin")
-        if origin is not None and not self._origin_allowed(scope, origin, headers[b"host"]):
-            return Forbidden(
-                f"Requests from pages at {origin.decode('latin-1')!r} are refused: a runtime without a token "
-                "answers only pages of its own origin and those given with --allowed-origin."
-            )
-        method = scope["method"]
-        if method in _CHANGES:
-            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-            if media != b"application/json" and not (method == "PUT" and media == b"multipart/form-data"):
-                alternative = " (or multipart/form-data for a publish)" if method == "PUT" else ""
-                return UnsupportedMediaType(
-                    f"A {method} must send Content-Type: application/json{alternative}, "
-                    f"got {media.decode('latin-1') or 'none'}."
-                )
-        return None
-
-    def _origin_allowed(self, scope: Scope, origin: bytes, host: bytes) -> bool:
-        """Pages of the runtime's own origin (any of its loopback names, at its port) and the allowed ones."""
-        if origin in self.origins or origin == b"http://" + host:
-            return True
-        server = scope.get("server")
-        return bool(server) and origin in {f"http://{name}:{server[1]}".encode() for name in self.hosts}
-
-
-async def _nbmesh_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, NbmeshError)
-    return error_response(exc)
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # Even a bug answers with the contract's error body, never a bare text page.
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": f"The runtime failed unexpectedly: {type(exc).__name__}: {exc}"}, status_code=500)
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
-
-
-async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"Method {request.method} is not allowed on {request.url.path}."}, status_code=405)
-
-
 ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/api/products", list_products, methods=["GET"]),
@@ -390,32 +222,3 @@ ROUTES = [
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]
-
-
-def create_app(
-    service: Service,
-    access: Access | None = None,
-    host: str = "127.0.0.1",
-    allowed_origins: Iterable[str] = (),
-    on_kernel_ready=None,
-) -> Starlette:
-    """The app; ``access`` None is the open loopback default, where ``host`` and ``allowed_origins``
-    say which Host and Origin headers are this machine's."""
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.start(on_kernel_ready)
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app = Starlette(
-        routes=ROUTES,
-        middleware=[Middleware(Gate, access=access, hosts=trusted_hosts(host), origins=allowed_origins)],
-        exception_handlers={NbmeshError: _nbmesh_error, Exception: _unexpected, 404: _not_found, 405: _method_not_allowed},
-        lifespan=lifespan,
-    )
-    app.state.service = service
-    app.state.metrics = Metrics(service)
-    app.state.openapi = OpenAPI(service)
-    return app

@@ -1,0 +1,1 @@
+"""JupyterLab integration: the jupyter_server extension (:mod:`.server_extension`) behind ``extension/``."""

@@ -1,0 +1,197 @@
+"""A product's parameters: the JSON types they may have, the parameters cell read into them, value bounds.
+
+The parameters cell is read with papermill's own translator (CONTRACT section 1);
+a value a caller sends is bounded in depth, string length and item count
+(CONTRACT section 6) before anything runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import nbformat
+from papermill.translators import PythonTranslator
+
+from .. import jsontext
+
+PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (float, int),  # an int is accepted for a float
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+_LARGEST_FLOAT = int(sys.float_info.max)
+_ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
+# Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
+MAX_DEPTH = 32
+MAX_STRING = 65536  # characters in any string, dict keys included
+MAX_ITEMS = 10000  # elements of any list, entries of any dict
+JSON_SCHEMA_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "bool": "boolean",
+    "list": "array",
+    "dict": "object",
+}
+
+
+def is_type(value: Any, type_name: str) -> bool:
+    """Whether ``value`` is acceptable for a parameter of ``type_name``."""
+    if isinstance(value, bool) and type_name != "bool":
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    if type_name == "float" and isinstance(value, int) and abs(value) > _LARGEST_FLOAT:
+        return False  # float() of it would overflow
+    return isinstance(value, PARAM_TYPES[type_name])
+
+
+def type_of(value: Any) -> str | None:
+    """The parameter type a default value implies, or None for values with no JSON type."""
+    for name in ("bool", "int", "float", "str", "list", "dict"):
+        if isinstance(value, PARAM_TYPES[name][0]):
+            return name
+    return None
+
+
+def problem(message: str, cell: int | None = None) -> dict[str, Any]:
+    """One problem of a notebook that is not a valid product, as InvalidNotebook lists it."""
+    return {"cell": cell, "message": message}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: Any
+    help: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "default": self.default}
+        if self.help:
+            out["help"] = self.help
+        return out
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": JSON_SCHEMA_TYPES[self.type], "default": self.default}
+        if self.help:
+            schema["description"] = self.help
+        return schema
+
+
+def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, Parameter]:
+    """The parameters the parameters cell (``source``, at ``cell_index``) declares; its problems go to ``problems``."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        problems.append(
+            problem(f"The parameters cell {cell_index} cannot be parsed: {exc.msg} on line {exc.lineno}.", cell_index)
+        )
+        return {}
+    assigned: list[str] = []
+    for stmt in tree.body:
+        target = _assigned_name(stmt)
+        if target is None:
+            problems.append(
+                problem(
+                    f"Line {stmt.lineno} of the parameters cell is not a plain assignment "
+                    "like `x: int = 3` or `x = 3`.",
+                    cell_index,
+                )
+            )
+        else:
+            assigned.append(target)
+    parameters: dict[str, Parameter] = {}
+    for found in PythonTranslator.inspect(nbformat.v4.new_code_cell(source)):
+        param = _parameter(found, cell_index, problems)
+        if param is not None:
+            parameters[param.name] = param
+    for missing in (n for n in assigned if n not in parameters):
+        problems.append(problem(f"Parameter {missing!r} could not be read: write it on one line as `name = value`.", cell_index))
+    return parameters
+
+
+def _assigned_name(stmt: ast.stmt) -> str | None:
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        return stmt.target.id
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+        return stmt.targets[0].id
+    return None
+
+
+def _parameter(found: Any, cell_index: int, problems: list) -> Parameter | None:
+    try:
+        default = ast.literal_eval(found.default)
+    except (ValueError, SyntaxError):
+        problems.append(
+            problem(f"Parameter {found.name!r}: default {found.default!r} is not a literal value.", cell_index)
+        )
+        return None
+    reason = jsontext.check(default)
+    if reason is not None:
+        # 1e309 is a literal (inf), and so is "\ud800": neither can be served as JSON.
+        problems.append(problem(f"Parameter {found.name!r}: its default {reason}.", cell_index))
+        return None
+    annotation = found.inferred_type_name
+    if annotation in ("None", ""):
+        type_name = type_of(default)
+        if type_name is None:
+            problems.append(
+                problem(
+                    f"Parameter {found.name!r}: cannot infer a type from default {found.default!r}; "
+                    "annotate it (int, float, str, bool, list or dict).",
+                    cell_index,
+                )
+            )
+            return None
+    else:
+        base = annotation.split("[", 1)[0].strip().removeprefix("typing.")
+        type_name = _ANNOTATION_ALIASES.get(base, base)
+        if type_name not in PARAM_TYPES:
+            problems.append(
+                problem(
+                    f"Parameter {found.name!r}: type {annotation!r} is not one of int, float, str, bool, list, dict.",
+                    cell_index,
+                )
+            )
+            return None
+        if not is_type(default, type_name):
+            problems.append(
+                problem(f"Parameter {found.name!r}: default {found.default} is not a {type_name}.", cell_index)
+            )
+            return None
+    if type_name == "float":
+        default = float(default)
+    return Parameter(name=found.name, type=type_name, default=default, help=found.help)
+
+
+def out_of_bounds(value: Any, max_depth: int = MAX_DEPTH) -> str | None:
+    """What makes ``value`` exceed the parameter bounds, or None when it is within them."""
+    # Iterative, level by level, so a hostile deeply nested body cannot exhaust the stack.
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return f"is nested deeper than {max_depth} levels"
+        nxt: list[Any] = []
+        for item in level:
+            if isinstance(item, str):
+                if len(item) > MAX_STRING:
+                    return f"holds a string of {len(item)} characters; the limit is {MAX_STRING}"
+            elif isinstance(item, (list, dict)):
+                if len(item) > MAX_ITEMS:
+                    return f"holds a {type(item).__name__} of {len(item)} items; the limit is {MAX_ITEMS}"
+                if isinstance(item, dict):
+                    nxt.extend(item.keys())
+                    nxt.extend(item.values())
+                else:
+                    nxt.extend(item)
+        level = nxt
+    return None

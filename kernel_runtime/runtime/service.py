@@ -1,0 +1,173 @@
+"""The runtime's facade: wires the catalog, runs, the writer, the triggers and the kernel pool.
+
+Each use case lives in its own module (:mod:`.catalog`, :mod:`.runs`,
+:mod:`.writer`, :mod:`kernel_runtime.triggers.engine`); this module builds
+them from the :class:`Settings`, starts and stops them in order, and is what
+the HTTP layer calls. Whoever wants to see every finished run (the triggers,
+the metrics, retention) appends a callable to the one hook list,
+:attr:`Service.run_finished`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..kernels.pool import KernelPool, PoolSettings
+from ..model.records import Run
+from ..store.repository import Repository
+from ..store.retention import Retention
+from ..triggers.engine import FileClock, Triggers, utc_now
+from ..triggers.lineage import lineage_graph
+from .catalog import Catalog
+from .runs import HTTP_TRIGGER, Runs
+from .writer import Writer
+
+log = logging.getLogger("nbmesh.service")
+
+
+@dataclass
+class Settings:
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    queue_size: int = 1000
+    max_concurrency: int | None = None  # kernels one product may hold; None: all but one
+    grace: float = 30.0  # seconds running background runs get to finish when the runtime stops
+    keep_runs: int | None = None  # runs kept per product in the store; None: all
+    catalog_sync: float = 10.0  # seconds between re-reads of the catalog, for replicas sharing a store
+    clock_file: str | None = None  # a file holding the schedules' "now" (NBMESH_CLOCK_FILE), for tests and demos
+
+    @property
+    def product_concurrency(self) -> int:
+        # By default one kernel stays out of any single product's reach, for the rest of the catalog.
+        return self.max_concurrency or max(1, self.pool.size - 1)
+
+
+class Service:
+    def __init__(self, repo: Repository, settings: Settings | None = None) -> None:
+        self.repo = repo
+        self.settings = settings or Settings()
+        self.pool = KernelPool(self.settings.pool)
+        self.catalog = Catalog(repo)
+        self.writer = Writer(repo)
+        self.run_finished: list[Callable[[Run], None]] = []  # called with every finished run, before its answer
+        self.runs = Runs(
+            self.catalog,
+            self.pool,
+            repo,
+            self.writer,
+            self.run_finished,
+            concurrency=self.settings.product_concurrency,
+            queue_size=self.settings.queue_size,
+            grace=self.settings.grace,
+        )
+        clock = FileClock(self.settings.clock_file) if self.settings.clock_file else utc_now
+        self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, clock=clock)
+        self.run_finished.append(self.triggers.on_run_finished)
+        self._tasks: list[asyncio.Task] = []
+
+    # lifecycle ------------------------------------------------------------------
+    async def start(self, on_kernel_ready=None) -> None:
+        await self.catalog.load()
+        await self.runs.settle_unfinished()
+        await self.pool.start(on_kernel_ready)
+        self.writer.start()
+        self.runs.start_workers(max(1, self.settings.pool.size - 1))  # one kernel stays free for interactive calls
+        if self.settings.keep_runs:
+            retention = Retention(self.repo, self.settings.keep_runs)
+            self.run_finished.append(retention.note)
+            self._tasks.append(asyncio.create_task(retention.run()))
+        self._tasks.append(asyncio.create_task(self.triggers.run_scheduler()))
+        self._tasks.append(asyncio.create_task(self.catalog.sync(self.settings.catalog_sync)))
+        # Serving starts once the kernels answer; preparing products (setup may be slow) goes on meanwhile.
+        self._spawn(self._prewarm_all())
+
+    def begin_stop(self) -> None:
+        """From now on no background run starts; queued ones stay persisted for the next start."""
+        self.runs.begin_stop()
+        self.writer.begin_stop()
+
+    async def stop(self) -> None:
+        """Stop gracefully within the grace period, then shut every kernel down.
+
+        Background runs already running get what is left of ``Settings.grace``
+        (counted from :meth:`begin_stop`, which the server calls on SIGTERM);
+        those still running after it are failed with ``RuntimeStopped``.
+        """
+        self.begin_stop()
+        await self.runs.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.writer.stop()
+        await self.pool.close()
+
+    async def _prewarm_all(self) -> None:
+        for spec, version in self.catalog.newest_first(self.settings.pool.size):
+            await self.pool.prewarm(spec, version)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+
+    # catalog ----------------------------------------------------------------------
+    async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """``authorize`` is called with the owner the notebook names, before anything is checked or stored."""
+        spec, version = await self.catalog.publish(name, body, authorize)
+        self._spawn(self.pool.prewarm(spec, version))
+        log.info("published %s@%s", name, version)
+        return self.catalog.product_json(name, version)
+
+    async def unpublish(self, name: str) -> None:
+        await self.catalog.unpublish(name)
+
+    def products(self, visible: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
+        return self.catalog.products(visible)
+
+    def owner_of(self, name: str) -> str | None:
+        return self.catalog.owner_of(name)
+
+    async def product(self, ref: str) -> dict[str, Any]:
+        return await self.catalog.product(ref)
+
+    async def product_notebook(self, ref: str) -> dict[str, Any]:
+        return await self.catalog.product_notebook(ref)
+
+    def lineage(self) -> dict[str, list[dict[str, Any]]]:
+        return lineage_graph(self.catalog.subscriptions())
+
+    # runs ---------------------------------------------------------------------------
+    async def invoke(self, ref: str, params: Any, trigger: dict[str, Any] = HTTP_TRIGGER) -> Run:
+        return await self.runs.invoke(ref, params, trigger)
+
+    async def submit(self, ref: str, params: Any, trigger: dict[str, Any] = HTTP_TRIGGER) -> Run:
+        return await self.runs.submit(ref, params, trigger)
+
+    async def emit(self, topic: str, payload: dict[str, Any]) -> list[Run]:
+        """Publish an event: queue a run of every subscribed product, or none when the queue has no room."""
+        return await self.triggers.emit(topic, payload)
+
+    async def get_run(self, run_id: str) -> Run:
+        return await self.runs.get_run(run_id)
+
+    async def get_run_notebook(self, run_id: str) -> dict[str, Any]:
+        return await self.runs.get_run_notebook(run_id)
+
+    async def list_runs(self, ref: str, limit: int = 50) -> list[Run]:
+        return await self.runs.list_runs(ref, limit)
+
+    # state ---------------------------------------------------------------------------
+    def queue_depths(self) -> dict[str, int]:
+        """Runs waiting: for a background worker, and for their product's concurrency limit."""
+        return {"background": self.runs.queue_depth(), "concurrency": self.runs.limiter.waiting()}
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "products": len(self.catalog),
+            "pool": self.pool.state(),
+            "queue": self.runs.queue_depth(),
+            "containment": self.pool.containment(),
+        }

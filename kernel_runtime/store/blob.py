@@ -1,0 +1,31 @@
+"""The blob store interface every backend implements: bytes under ``/``-separated keys."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class BlobStore(ABC):
+    """Keys are relative paths of ``[A-Za-z0-9._@-]`` segments joined by ``/``."""
+
+    url: str
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The blob at ``key``, or None when there is none."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``key`` atomically: readers see the old blob or the new one, never half."""
+
+    @abstractmethod
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist yet; False when another writer was first."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """All keys under ``prefix``, sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
