@@ -179,6 +179,7 @@ def test_a_broken_stored_product_does_not_stop_the_runtime(fresh_runtime, tmp_pa
         assert http.get(f"/api/products/{bad}").status_code == 404
 
 
+@pytest.mark.slow
 def test_corrupt_run_records_are_reported_and_harm_nothing_else(fresh_runtime, tmp_path):
     store = tmp_path / "corrupt"
     rt = fresh_runtime("--pool-size", "1", store=str(store))
