@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from typing import Any, Callable
 
 import httpx
 import pytest
 
 from kernel_runtime.http.routes import ROUTES
-from tests.conftest import ROOT, Runtime, free_port, make_notebook, unique
+from tests.conftest import ROOT, Runtime, cli, free_port, make_notebook, publish, unique
 
 TOKEN = "admin-by-flag"
 CELLS = [("parameters", "n: int = 1"), ("output", "{'n': n}")]
@@ -66,7 +63,7 @@ def guarded(tmp_path_factory):
             ("gamma", "team-b", {}),
             ("sink", "team-b", {"triggers": [{"event": "product.beta.succeeded"}]}),
         ):
-            assert http.put(f"/api/products/{name}", json=owned(owner, **meta)).status_code == 201
+            publish(http, owned(owner, **meta), name)
         rt.run_id = http.post("/api/products/alpha/invoke", json={"n": 2}).json()["run_id"]
     yield rt
     rt.stop()
@@ -80,8 +77,7 @@ def _scratch(rt: Runtime) -> str:
     """A product of team-a, published by the admin, for a caller to try to unpublish."""
     name = unique("scratch")
     with _admin(rt) as http:
-        assert http.put(f"/api/products/{name}", json=owned("team-a")).status_code == 201
-    return name
+        return publish(http, owned("team-a"), name)
 
 
 def _cases(rt: Runtime) -> dict[tuple[str, str], tuple[Callable[[], str], Any, set[str], int]]:
@@ -205,7 +201,7 @@ def test_listings_show_only_what_the_caller_may_read(guarded, who, fixed, owners
 def test_no_takeover_of_another_owners_product(guarded):
     name = unique("owned-by-a")
     with _admin(guarded) as admin:
-        assert admin.put(f"/api/products/{name}", json=owned("team-a")).status_code == 201
+        publish(admin, owned("team-a"), name)
     with guarded.client(headers=auth("publisher-b")) as http:
         r = http.put(f"/api/products/{name}", json=owned("team-b", title="hijacked"))
         assert r.status_code == 403 and "not a product of an owner it may publish" in r.json()["error"]
@@ -252,15 +248,8 @@ def test_with_a_token_host_and_origin_are_not_checked(guarded):
         assert r.status_code == 200 and r.json()["result"] == {"n": 8}
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "kernel_runtime", *args],
-        env={**os.environ, **(env or {})}, capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
-
-
 def test_nbmesh_token_output_is_ready_to_use(fresh_runtime, tmp_path):
-    made = _cli("token", "bi-dashboard")
+    made = cli("token", "bi-dashboard")
     assert made.returncode == 0, made.stderr
     lines = made.stdout.splitlines()
     assert len(lines) == 4 and "not secret" in lines[0] and "SECRET" in lines[2]
@@ -268,7 +257,7 @@ def test_nbmesh_token_output_is_ready_to_use(fresh_runtime, tmp_path):
     assert principal["name"] == "bi-dashboard"
     assert principal["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
     assert len(token) >= 43 and token not in lines[1]
-    assert _cli("token", "bi-dashboard").stdout.splitlines()[3] != token
+    assert cli("token", "bi-dashboard").stdout.splitlines()[3] != token
 
     principal["invoke"] = ["*"]
     access = tmp_path / "access.json"
@@ -280,9 +269,9 @@ def test_nbmesh_token_output_is_ready_to_use(fresh_runtime, tmp_path):
         # It may invoke, not publish.
         r = http.put("/api/products/p", json=owned("team-a"), headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 403
-    listed = _cli("list", "--url", rt.url, env={"NBMESH_TOKEN": token})
+    listed = cli("list", "--url", rt.url, env={"NBMESH_TOKEN": token})
     assert listed.returncode == 0, listed.stderr
-    refused = _cli("publish", str(ROOT / "notebooks" / "weather_summary.ipynb"), "--url", rt.url, env={"NBMESH_TOKEN": token})
+    refused = cli("publish", str(ROOT / "notebooks" / "weather_summary.ipynb"), "--url", rt.url, env={"NBMESH_TOKEN": token})
     assert refused.returncode != 0 and "bi-dashboard" in refused.stderr and "may not publish" in refused.stderr
 
 
@@ -300,14 +289,14 @@ def test_a_bad_access_file_stops_serve_with_one_clear_line(tmp_path, content, wh
     path = tmp_path / "access.json"
     if content is not None:
         path.write_text(content)
-    proc = _cli("serve", "--port", str(free_port()), "--store", str(tmp_path / "store"), "--access", str(path))
+    proc = cli("serve", "--port", str(free_port()), "--store", str(tmp_path / "store"), "--access", str(path))
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and where in lines[0], proc.stderr
 
 
 def test_a_bad_allowed_origin_stops_serve(tmp_path):
-    proc = _cli("serve", "--port", str(free_port()), "--store", str(tmp_path / "s"), "--allowed-origin", "localhost:8888")
+    proc = cli("serve", "--port", str(free_port()), "--store", str(tmp_path / "s"), "--allowed-origin", "localhost:8888")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and "is not an origin" in lines[0]
 
@@ -323,7 +312,7 @@ def open_rt(tmp_path_factory):
         store=str(tmp_path_factory.mktemp("open")), port=free_port(), args=["--pool-size", "2", "--allowed-origin", LAB_ORIGIN], env=env
     ).start()
     with rt.client() as http:
-        assert http.put("/api/products/echo", json=owned("team-a")).status_code == 201
+        publish(http, owned("team-a"), "echo")
     yield rt
     rt.stop()
 
@@ -388,7 +377,7 @@ def test_a_change_must_declare_json(open_rt):
         assert r.status_code == 200 and r.json()["result"] == {"n": 4}
         assert http.post("/api/products/echo/invoke", content=b"", headers={"Content-Type": "application/json"}).status_code == 200
         r = http.put(f"/api/products/{name}", content=b"--x--", headers={"Content-Type": "multipart/form-data; boundary=x"})
-        assert r.status_code != 415, r.text
+        assert r.status_code == 422, r.text  # past the gate: refused as a notebook, not as a cross-site form
 
 
 def test_the_cli_and_python_client_work_on_the_no_token_default(open_rt, tmp_path):
@@ -399,9 +388,9 @@ def test_the_cli_and_python_client_work_on_the_no_token_default(open_rt, tmp_pat
     path.write_text(json.dumps(make_notebook(CELLS, name=name, owner="team-a", triggers=[{"event": "orders.updated"}])))
     env = {"NBMESH_URL": open_rt.url, "NBMESH_TOKEN": ""}
     for args in (("publish", str(path)), ("invoke", name, "-p", "n", "9"), ("list",), ("emit", "orders.updated"), ("runs", name)):
-        done = _cli(*args, env=env)
+        done = cli(*args, env=env)
         assert done.returncode == 0, (args, done.stderr)
-    assert '"n": 9' in _cli("invoke", name, "-p", "n", "9", env=env).stdout
+    assert '"n": 9' in cli("invoke", name, "-p", "n", "9", env=env).stdout
     with Client(url=open_rt.url, token="") as client:
         assert client.invoke(name, n=10) == {"n": 10}
         assert client.invoke(name) == {"n": 1}

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import free_port, make_notebook, unique
+from tests.conftest import cli, free_port, make_notebook, unique
 
 
 def nbmesh(*args: str, url: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NBMESH_URL": url, "COLUMNS": "200"}
-    env.pop("NBMESH_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "kernel_runtime", *args], capture_output=True, text=True, env=env, timeout=120)
+    return cli(*args, env={"NBMESH_URL": url, "COLUMNS": "200", "NBMESH_TOKEN": None})
 
 
 @pytest.fixture

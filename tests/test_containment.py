@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ROOT, Runtime, free_port, make_notebook, unique, wait_for
+from tests.conftest import ROOT, Runtime, free_port, invoke, publish, settled_pool, unique, wait_for
 
 TOKEN = f"token-{os.urandom(8).hex()}"
 AWS_SECRET = f"aws-secret-{os.urandom(8).hex()}"
@@ -54,28 +54,8 @@ def client(rt: Runtime) -> httpx.Client:
     return rt.client(headers=AUTH)
 
 
-def publish(http, cells, **meta) -> str:
-    name = unique("c")
-    r = http.put(f"/api/products/{name}", json=make_notebook(cells, **meta))
-    assert r.status_code == 201, r.text
-    return name
-
-
-def invoke(http, name, status=200, **params) -> dict:
-    r = http.post(f"/api/products/{name}/invoke", json=params)
-    assert r.status_code == status, r.text
-    return r.json()
-
-
 def pool(http) -> dict:
     return http.get("/healthz").json()["pool"]
-
-
-def settled(http) -> dict:
-    """The pool once every kernel is started and idle, and none is being shut down."""
-    return wait_for(
-        lambda: (p := pool(http))["idle"] == p["size"] + p["spare_target"] and not p["starting"] and not p["dead"] and p,
-        60, "a settled pool")
 
 
 def kernels(rt: Runtime) -> list[psutil.Process]:
@@ -91,6 +71,7 @@ def gone(proc: psutil.Process) -> bool:
         return True
 
 
+# Product code: the spy's thread polls (its sleep is the spy's, not the test's synchronisation).
 SPY_SETUP = """
 import threading, time
 import kernel_runtime.kernels.runner as r
@@ -141,7 +122,7 @@ def test_a_sabotaged_runner_is_replaced_and_hurts_no_one(rt):
         for x in range(2, 5):
             assert invoke(http, saboteur, x=x)["result"] == x
             assert invoke(http, other, x=x)["result"] == x
-        state = settled(http)
+        state = settled_pool(http)
         assert state["start_error"] is None and state["busy"] == 0
         assert len(kernels(rt)) == state["size"] + state["spare_target"]  # healthz counts the kernels there are
 
@@ -163,6 +144,7 @@ def test_a_stale_or_forged_reply_is_never_an_answer(rt):
 
 def test_exit_answers_its_caller_and_the_next_caller_gets_a_live_kernel(rt):
     with client(rt) as http:
+        # Product code: exit() ends the kernel a moment after the cell, which sleeps meanwhile.
         leaver = publish(http, [("", "import time\nexit()\ntime.sleep(0.3)"), ("output", "'answered'")])
         other = publish(http, ECHO)
         invoke(http, other, x=1)
@@ -174,7 +156,7 @@ def test_exit_answers_its_caller_and_the_next_caller_gets_a_live_kernel(rt):
 def test_a_kernel_killed_while_idle_is_replaced_before_a_run_is_given_to_it(pool1):
     with client(pool1) as http:
         name = publish(http, ECHO)
-        settled(http)
+        settled_pool(http)
         assert invoke(http, name, x=1)["warm"] is True
         victims = kernels(pool1)
         sandboxes = psutil.Process(pool1.proc.pid).children()  # the bwrap processes the runtime started
@@ -189,6 +171,7 @@ def test_a_kernel_killed_while_idle_is_replaced_before_a_run_is_given_to_it(pool
 def test_threads_left_by_a_run_retire_its_kernel(pool2):
     cells = [
         ("parameters", "leave = False"),
+        # Product code: the thread it leaves sleeps on after the run.
         ("", "import threading, time\nif leave:\n    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()"),
         ("output", "'ok'"),
     ]
@@ -205,18 +188,18 @@ def test_a_cold_product_is_served_by_a_spare_kernel(pool1):
     with client(pool1) as http:
         cold = publish(http, [("setup", "import time\nSTARTED = time.time()"), ("output", "STARTED")])
         invoke(http, publish(http, ECHO))  # with pool size 1, this retires the first product's kernel
-        before = settled(http)
+        before = settled_pool(http)
         assert before["spare"] == 1
         run = invoke(http, cold)
         assert run["status"] == "succeeded" and run["warm"] is False
         after = pool(http)
         assert after["spares_used"] == before["spares_used"] + 1 and after["retired"] == before["retired"] + 1
-        assert settled(http)["spare"] == 1  # a new spare replaces the one used
+        assert settled_pool(http)["spare"] == 1  # a new spare replaces the one used
 
 
 def test_a_timeout_interrupts_the_kernel_inside_its_sandbox(pool2):
     # The sandbox is a wrapper process: interrupts travel as messages, and the kernel survives them.
-    cells = [("parameters", "hang = False"), ("", "import time\nif hang:\n    time.sleep(60)"), ("output", "'ok'")]
+    cells = [("parameters", "hang = False"), ("", "import time\nif hang:\n    time.sleep(60)"), ("output", "'ok'")]  # product code: the hang
     with client(pool2) as http:
         name = publish(http, cells, timeout=1)
         invoke(http, name)

@@ -1,32 +1,17 @@
-"""Every core route of CONTRACT section 3 with its status codes and error shapes, on a real server."""
+"""Every core route of CONTRACT section 3 with its status codes and error shapes, on a real server
+(the answers to bad requests alone are in test_api_shapes.py, in-process)."""
 
 from __future__ import annotations
 
 import json
-import time
 
-
-from tests.conftest import JSON, NOTEBOOKS, make_notebook, unique, wait_for
+from tests.conftest import JSON, NOTEBOOKS, error_of, make_notebook, publish, unique, wait_run
 
 SIMPLE = [
     ("parameters", 'x: int = 3  # a number\nregion = "EU"  # sales region'),
     ("", "y = x * 2\nprint('computing', region)"),
     ("output", "{'y': y, 'region': region}"),
 ]
-
-
-def publish(http, cells=SIMPLE, name=None, **meta):
-    name = name or unique("p")
-    r = http.put(f"/api/products/{name}", json=make_notebook(cells, **meta))
-    assert r.status_code == 201, r.text
-    return name, r.json()
-
-
-def assert_error_body(r, status):
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert isinstance(body["error"], str) and body["error"]
-    return body
 
 
 def test_healthz(http):
@@ -36,7 +21,10 @@ def test_healthz(http):
 
 
 def test_publish_read_and_catalog(http):
-    name, product = publish(http, title="T", description="D", owner="team-a")
+    name = unique("p")
+    answer = http.put(f"/api/products/{name}", json=make_notebook(SIMPLE, title="T", description="D", owner="team-a"))
+    assert answer.status_code == 201, answer.text
+    product = answer.json()
     assert product["name"] == name and product["version"] == 1 and product["versions"] == [1]
     assert product["parameters"] == {
         "x": {"type": "int", "default": 3, "help": "a number"},
@@ -51,7 +39,7 @@ def test_publish_read_and_catalog(http):
 
 
 def test_versions_and_pinning(http):
-    name, _ = publish(http)
+    name = publish(http, SIMPLE)
     v2_cells = [SIMPLE[0], SIMPLE[1], ("output", "{'y': y, 'region': region, 'v': 2}")]
     r = http.put(f"/api/products/{name}", json=make_notebook(v2_cells))
     assert r.json()["version"] == 2 and r.json()["versions"] == [1, 2]
@@ -61,30 +49,20 @@ def test_versions_and_pinning(http):
     assert http.get(f"/api/products/{name}@1").json()["version"] == 1
     nb1 = http.get(f"/api/products/{name}@1/notebook").json()
     assert "'v': 2" not in json.dumps(nb1)
-    assert_error_body(http.get(f"/api/products/{name}@9"), 404)
+    error_of(http.get(f"/api/products/{name}@9"), 404)
 
 
 def test_invalid_notebook_stores_nothing(http):
     name = unique("bad")
     r = http.put(f"/api/products/{name}", json=make_notebook(SIMPLE[:2]))
-    body = assert_error_body(r, 422)
+    body = error_of(r, 422)
     assert any("output" in d["message"] for d in body["details"])
-    assert_error_body(http.get(f"/api/products/{name}"), 404)
+    error_of(http.get(f"/api/products/{name}"), 404)
     assert name not in [p["name"] for p in http.get("/api/products").json()["products"]]
 
 
-def test_publish_name_mismatch_and_bad_name(http):
-    body = assert_error_body(http.put("/api/products/right-name", json=make_notebook(SIMPLE, "other-name")), 422)
-    assert any("published as" in d["message"] for d in body["details"])
-    assert_error_body(http.put("/api/products/Bad_Name", json=make_notebook(SIMPLE)), 400)
-
-
-def test_publish_not_json(http):
-    assert_error_body(http.put(f"/api/products/{unique('x')}", content=b"{oops", headers=JSON), 422)
-
-
 def test_invoke_success_run_object(http):
-    name, _ = publish(http)
+    name = publish(http, SIMPLE)
     r = http.post(f"/api/products/{name}/invoke", json={"x": 21})
     assert r.status_code == 200
     run = r.json()
@@ -97,24 +75,20 @@ def test_invoke_success_run_object(http):
 
 
 def test_invoke_empty_body_uses_defaults(http):
-    name, _ = publish(http)
+    name = publish(http, SIMPLE)
     assert http.post(f"/api/products/{name}/invoke", headers=JSON).json()["result"] == {"y": 6, "region": "EU"}
 
 
 def test_invoke_bad_parameters_422(http):
-    name, _ = publish(http)
-    body = assert_error_body(http.post(f"/api/products/{name}/invoke", json={"x": "3", "nope": 1}), 422)
+    name = publish(http, SIMPLE)
+    body = error_of(http.post(f"/api/products/{name}/invoke", json={"x": "3", "nope": 1}), 422)
     assert len(body["details"]) == 2
-    assert_error_body(http.post(f"/api/products/{name}/invoke", json=[1]), 422)
-    assert_error_body(http.post(f"/api/products/{name}/invoke", content=b"{bad json", headers=JSON), 400)
-
-
-def test_invoke_unknown_product_404(http):
-    assert_error_body(http.post("/api/products/no-such-product/invoke", json={}), 404)
+    error_of(http.post(f"/api/products/{name}/invoke", json=[1]), 422)
+    error_of(http.post(f"/api/products/{name}/invoke", content=b"{bad json", headers=JSON), 400)
 
 
 def test_failed_run_500_with_run_object(http):
-    name, _ = publish(http, [("parameters", "x = 1"), ("output", "1 / (x - 1)")])
+    name = publish(http, [("parameters", "x = 1"), ("output", "1 / (x - 1)")])
     r = http.post(f"/api/products/{name}/invoke", json={})
     assert r.status_code == 500
     run = r.json()
@@ -125,17 +99,16 @@ def test_failed_run_500_with_run_object(http):
 
 
 def test_timeout_504_then_kernel_still_serves(http):
-    name, _ = publish(http, [("parameters", "s = 30.0"), ("", "import time\ntime.sleep(s)"), ("output", "'done'")], timeout=1)
-    t0 = time.monotonic()
+    # Product code sleeps past its own timeout.
+    name = publish(http, [("parameters", "s = 30.0"), ("", "import time\ntime.sleep(s)"), ("output", "'done'")], timeout=1)
     r = http.post(f"/api/products/{name}/invoke", json={})
     assert r.status_code == 504
     assert r.json()["status"] == "timed_out" and r.json()["error"]["ename"] == "Timeout"
-    assert time.monotonic() - t0 < 15
     assert http.post(f"/api/products/{name}/invoke", json={"s": 0.0}).json()["result"] == "done"
 
 
 def test_non_json_result_fails_naming_type(http):
-    name, _ = publish(http, [("output", "{1, 2}")])
+    name = publish(http, [("output", "{1, 2}")])
     run = http.post(f"/api/products/{name}/invoke", headers=JSON).json()
     assert run["status"] == "failed" and run["error"]["ename"] == "ResultNotSerializable"
     assert "builtins.set" in run["error"]["evalue"]
@@ -147,7 +120,7 @@ def test_scientific_results_become_json(http):
         ("output", "{'df': pd.DataFrame({'a': [1, 2], 't': pd.to_datetime(['2024-01-01', '2024-01-02'])}),"
                    " 'n': np.int64(7), 'arr': np.arange(3), 'f': np.float32(0.5), 'when': dt.date(2024, 5, 1), 'nan': float('nan')}"),
     ]
-    name, _ = publish(http, cells)
+    name = publish(http, cells)
     result = http.post(f"/api/products/{name}/invoke", headers=JSON).json()["result"]
     assert result["df"] == [{"a": 1, "t": "2024-01-01T00:00:00"}, {"a": 2, "t": "2024-01-02T00:00:00"}]
     assert result["n"] == 7 and result["arr"] == [0, 1, 2] and result["f"] == 0.5
@@ -156,7 +129,7 @@ def test_scientific_results_become_json(http):
 
 def test_output_schema_contract_violation(http):
     schema = {"type": "object", "required": ["y"], "properties": {"y": {"type": "integer", "maximum": 10}}}
-    name, _ = publish(http, SIMPLE, output_schema=schema)
+    name = publish(http, SIMPLE, output_schema=schema)
     assert http.post(f"/api/products/{name}/invoke", json={"x": 2}).json()["status"] == "succeeded"
     r = http.post(f"/api/products/{name}/invoke", json={"x": 50})
     assert r.status_code == 500
@@ -165,11 +138,11 @@ def test_output_schema_contract_violation(http):
 
 
 def test_background_run_and_run_notebook(http):
-    name, _ = publish(http)
+    name = publish(http, SIMPLE)
     r = http.post(f"/api/products/{name}/runs", json={"x": 5})
     assert r.status_code == 202 and r.json()["status"] == "queued"
     run_id = r.json()["run_id"]
-    run = wait_for(lambda: (r := http.get(f"/api/runs/{run_id}").json())["status"] not in ("queued", "running") and r)
+    run = wait_run(http, run_id)
     assert run["status"] == "succeeded" and run["result"]["y"] == 10
     nb = http.get(f"/api/runs/{run_id}/notebook").json()
     tags = [c["metadata"].get("tags", []) for c in nb["cells"]]
@@ -190,40 +163,31 @@ def test_background_run_and_run_notebook(http):
 
 
 def test_run_notebook_readable_right_after_invoke(http):
-    name, _ = publish(http)
+    name = publish(http, SIMPLE)
     run = http.post(f"/api/products/{name}/invoke", json={"x": 1}).json()
     nb = http.get(f"/api/runs/{run['run_id']}/notebook")
     assert nb.status_code == 200 and nb.json()["metadata"]["papermill"]["parameters"]["x"] == 1
 
 
 def test_product_runs_newest_first_with_limit(http):
-    name, _ = publish(http)
+    name = publish(http, SIMPLE)
     ids = [http.post(f"/api/products/{name}/invoke", json={"x": i}).json()["run_id"] for i in range(4)]
     runs = http.get(f"/api/products/{name}/runs").json()["runs"]
     assert [r["run_id"] for r in runs] == ids[::-1]
-    assert len(http.get(f"/api/products/{name}/runs", params={"limit": 2}).json()["runs"]) == 2
-    assert_error_body(http.get(f"/api/products/{name}/runs", params={"limit": "x"}), 400)
-    assert_error_body(http.get("/api/products/never-was/runs"), 404)
+    assert [r["run_id"] for r in http.get(f"/api/products/{name}/runs", params={"limit": 2}).json()["runs"]] == ids[::-1][:2]
 
 
 def test_unpublish_keeps_runs(http):
-    name, _ = publish(http)
+    name = publish(http, SIMPLE)
     run_id = http.post(f"/api/products/{name}/invoke", headers=JSON).json()["run_id"]
     assert http.delete(f"/api/products/{name}", headers=JSON).status_code == 204
-    assert_error_body(http.get(f"/api/products/{name}"), 404)
-    assert_error_body(http.delete(f"/api/products/{name}", headers=JSON), 404)
-    assert_error_body(http.post(f"/api/products/{name}/invoke", headers=JSON), 404)
+    error_of(http.get(f"/api/products/{name}"), 404)
+    error_of(http.delete(f"/api/products/{name}", headers=JSON), 404)
+    error_of(http.post(f"/api/products/{name}/invoke", headers=JSON), 404)
     assert http.get(f"/api/runs/{run_id}").json()["status"] == "succeeded"
     assert http.get(f"/api/runs/{run_id}/notebook").status_code == 200
     republished = http.put(f"/api/products/{name}", json=make_notebook(SIMPLE)).json()
     assert republished["version"] == 2 and republished["versions"] == [2]
-
-
-def test_unknown_runs_and_routes_404(http):
-    assert_error_body(http.get("/api/runs/" + "0" * 32), 404)
-    assert_error_body(http.get("/api/runs/../../etc/passwd"), 404)
-    assert_error_body(http.get("/api/runs/not-an-id/notebook"), 404)
-    assert_error_body(http.get("/api/nothing-here"), 404)
 
 
 def test_example_products_publish_and_run(http):

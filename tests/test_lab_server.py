@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 
 import httpx
 import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403 - the fixtures, for this module only
 from tornado.httpclient import HTTPResponse
 
-from .conftest import Runtime, free_port, make_notebook, unique
+from .conftest import Runtime, answers, free_port, make_notebook, publish, unique, wait_for
 
 TOKEN = "lab-test-secret"
 CONSUMER_TOKEN = "lab-consumer-secret"
@@ -77,7 +76,7 @@ def access_runtime(tmp_path_factory):
     rt = Runtime(store=str(folder / "store"), port=free_port(), args=["--access", str(folder / "access.json")]).start()
     with rt.client(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         for name in ("lab-shared", "lab-hidden"):
-            assert http.put(f"/api/products/{name}", json=make_notebook([("output", "'ok'")], name=name)).status_code == 201
+            publish(http, make_notebook([("output", "'ok'")], name=name))
     yield rt
     rt.stop()
 
@@ -243,12 +242,4 @@ def test_a_local_runtime_is_started_when_none_answers_and_stopped_with_the_serve
     process = extension.connection.process
     jp_asyncio_loop.run_until_complete(extension.stop_extension())
     assert process.poll() is not None
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{nbmesh['url']}/healthz", timeout=1)
-        except httpx.TransportError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the started runtime still answers after the server stopped")
+    wait_for(lambda: not answers(nbmesh["url"]), 10, "the started runtime to stop answering after the server stopped")

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import time
 
 import httpx
 import psutil
 import pytest
 
-from tests.conftest import Runtime, free_port, make_notebook, unique
+from tests.conftest import Gate, Runtime, free_port, invoke, metrics, publish, wait_for
 
 ECHO = [("parameters", 's = "x"\nitems: list = []\nopts: dict = {}'), ("output", "{'s': s, 'n': len(items), 'k': len(opts)}")]
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory):
+def gate(tmp_path_factory) -> Gate:
+    return Gate(tmp_path_factory.mktemp("gate"))
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory, gate):
     """A runtime whose kernels may use 1 GiB of address space each."""
-    rt = Runtime(store=str(tmp_path_factory.mktemp("limited")), port=free_port(), args=["--pool-size", "2", "--kernel-memory", "1024"]).start()
+    args = ["--pool-size", "2", "--kernel-memory", "1024", *gate.args]
+    rt = Runtime(store=str(tmp_path_factory.mktemp("limited")), port=free_port(), args=args).start()
     yield rt
     rt.stop()
 
@@ -28,13 +33,6 @@ def limited(tmp_path_factory):
 def http(limited):
     with limited.client() as client:
         yield client
-
-
-def publish(http, cells, **meta) -> str:
-    name = unique("lim")
-    r = http.put(f"/api/products/{name}", json=make_notebook(cells, **meta))
-    assert r.status_code == 201, r.text
-    return name
 
 
 def failed_run(http, name, ename, **params) -> dict:
@@ -48,10 +46,9 @@ def failed_run(http, name, ename, **params) -> dict:
 def assert_others_still_work(http, *names):
     """The next invocation of any product succeeds: a fresh one, and the culprits themselves."""
     echo = publish(http, ECHO)
-    assert http.post(f"/api/products/{echo}/invoke", json={"s": "fine"}).json()["result"]["s"] == "fine"
+    assert invoke(http, echo, s="fine")["result"]["s"] == "fine"
     for name in names:
-        r = http.post(f"/api/products/{name}/invoke", json={"harmless": True})
-        assert r.status_code == 200, r.text
+        invoke(http, name, harmless=True)
 
 
 def test_allocating_past_the_memory_limit_fails_only_that_run(http, limited):
@@ -104,7 +101,7 @@ import os, time
 if not harmless:
     if os.fork() == 0:
         os.execvp("sleep", ["sleep", {mark!r}])
-    time.sleep(0.5)
+    time.sleep(0.5)  # product code: the run ends while its child still lives
 """
     name = publish(http, [("parameters", "harmless = False"), ("", fork), ("output", "'ok'")])
     restarts = http.get("/healthz").json()["pool"]["restarts"]
@@ -126,7 +123,7 @@ if os.fork() == 0:
     if os.fork() == 0:
         os.execvp("sleep", ["sleep", {mark!r}])
     os._exit(0)
-time.sleep(0.5)
+time.sleep(0.5)  # product code: the run ends while the daemon still lives
 """
     name = publish(http, [("", daemon), ("output", "'ok'")])
     failed_run(http, name, "ChildProcessLeft")
@@ -166,25 +163,20 @@ def test_parameter_nesting_is_bounded(http):
     assert http.post(f"/api/products/{name}/invoke", json={"items": [[[1]]], "s": "y" * 65536}).json()["result"]["n"] == 1
 
 
-SLOW = [("", "import time\nstart = time.time()\ntime.sleep(1.5)"), ("output", "[start, time.time()]")]
-
-
-def test_one_product_cannot_hold_every_kernel(http, limited):
-    slow = publish(http, SLOW)
+def test_one_product_cannot_hold_every_kernel(http, limited, gate):
+    held = publish(http, [("", Gate.CODE), ("output", "'released'")])
     quick = publish(http, ECHO)
-    url = limited.url + "/"
-    with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        runs = [pool.submit(httpx.post, f"{url}api/products/{slow}/invoke", json={}, timeout=60) for _ in range(2)]
-        time.sleep(0.3)
-        t0 = time.monotonic()
-        other = httpx.post(f"{url}api/products/{quick}/invoke", json={"s": "served"}, timeout=60)
-        other_took = time.monotonic() - t0
-        spans = sorted(f.result().json()["result"] for f in runs)
-    assert other.json()["result"]["s"] == "served"
-    # Pool of 2, default cap 1 per product: the slow product's runs take turns on one kernel...
-    assert spans[1][0] >= spans[0][1]
-    # ...so the other product was served by the kernel kept free, not after both slow runs.
-    assert other_took < spans[1][1] - spans[0][0]
+    waiting = ("nbmesh_queue_depth", (("queue", "concurrency"),))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(httpx.post, f"{limited.url}/api/products/{held}/invoke", json={}, timeout=60) for _ in range(2)]
+        # Pool of 2, default cap 1 per product: one run holds a kernel at the gate, the other waits its turn...
+        wait_for(lambda: metrics(http)[waiting] == 1, what="the second run to wait for its turn")
+        # ...so the other product is served by the kernel kept free, and the cap still holds the second run.
+        assert invoke(http, quick, s="served")["result"]["s"] == "served"
+        assert not any(f.done() for f in runs) and metrics(http)[waiting] == 1
+        gate.open()
+        assert [f.result().json()["result"] for f in runs] == ["released", "released"]
+    assert metrics(http)[waiting] == 0
 
 
 def test_displays_within_the_limit_are_kept_in_the_executed_notebook(http):

@@ -24,7 +24,7 @@ import boto3
 import httpx
 import pytest
 
-from tests.conftest import free_port, make_notebook, unique
+from tests.conftest import cli, free_port, make_notebook, publish, unique, wait_for
 from kernel_runtime.errors import InvalidRequest, StoreUnavailable
 from kernel_runtime.store.repository import Repository
 from kernel_runtime.store import BlobStore, LocalStore, open_store
@@ -83,7 +83,7 @@ class SeaweedFS:
                 client.put_object(Bucket="nbmesh-probe", Key="probe", Body=b"1")
                 return self
             except Exception:
-                time.sleep(0.5)
+                time.sleep(0.5)  # polling until weed takes writes, like wait_for
         self.kill()
         pytest.fail(f"weed server did not accept writes within {timeout} s")
 
@@ -227,7 +227,7 @@ def test_publish_race_gets_distinct_versions(backend):
 def test_runtime_keeps_everything_across_restarts(backend, fresh_runtime):
     rt = fresh_runtime("--pool-size", "1", store=backend.url, env=backend.env)
     with rt.client() as http:
-        assert http.put("/api/products/kept", json=_notebook("kept")).status_code == 201
+        publish(http, _notebook("kept"))
         run = http.post("/api/products/kept/invoke", json={"x": 21}).json()
         assert run["result"] == 42
         # Publishes racing over HTTP get distinct versions too.
@@ -248,10 +248,11 @@ def test_runtime_keeps_everything_across_restarts(backend, fresh_runtime):
         assert http.post("/api/products/kept@1/invoke", json={"x": 5}).json()["result"] == 10
 
 
+@pytest.mark.slow  # the S3 case restarts the S3 server
 def test_store_down_answers_503_then_recovers(backend, fresh_runtime):
     rt = fresh_runtime("--pool-size", "1", store=backend.url, env=backend.env)
     with rt.client() as http:
-        assert http.put("/api/products/sturdy", json=_notebook("sturdy")).status_code == 201
+        publish(http, _notebook("sturdy"))
         run = http.post("/api/products/sturdy/invoke", json={"x": 4}).json()
         http.get(f"/api/runs/{run['run_id']}/notebook").raise_for_status()
         with backend.outage():
@@ -268,10 +269,8 @@ def test_store_down_answers_503_then_recovers(backend, fresh_runtime):
         # and everything works again without a restart.
         assert http.get(f"/api/runs/{run['run_id']}").json()["result"] == 8
         store = backend.open()
-        deadline = time.monotonic() + 60
-        while store.get(f"runs/{during.json()['run_id']}.json") is None:
-            assert time.monotonic() < deadline, "the run finished during the outage was never stored"
-            time.sleep(0.5)
+        wait_for(lambda: store.get(f"runs/{during.json()['run_id']}.json") is not None, 60,
+                 "the run finished during the outage to be stored")
         again = http.put("/api/products/sturdy", json=_notebook("sturdy", "x * 3"))
         assert again.status_code == 201, again.text
         assert again.json()["versions"] == [1, 2]
@@ -292,9 +291,6 @@ def test_unreachable_s3_store_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     with pytest.raises(StoreUnavailable, match=r"^The S3 store s3://nbmesh/runtime/ at http://127\.0\.0\.1:\d+ is unavailable"):
         open_store("s3://nbmesh/runtime")
-    served = subprocess.run(
-        [sys.executable, "-m", "kernel_runtime", "serve", "--store", "s3://nbmesh/runtime", "--port", str(free_port())],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent,
-    )
+    served = cli("serve", "--store", "s3://nbmesh/runtime", "--port", str(free_port()), timeout=60)
     assert served.returncode != 0
     assert "S3 store" in served.stderr and "Traceback" not in served.stderr

@@ -7,18 +7,14 @@ cron minute passes in a second of test time.
 from __future__ import annotations
 
 import concurrent.futures
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import JSON, ROOT, make_notebook, unique, wait_for
-
-FINAL = {"succeeded", "failed", "timed_out"}
+from tests.conftest import (FINAL, JSON, ROOT, Gate, cli, error_of, make_notebook, metrics, publish, runs_of, stored_status,
+                            unique, wait_for, wait_run)
 
 
 class TestClock:
@@ -36,22 +32,8 @@ class TestClock:
         return {"NBMESH_CLOCK_FILE": str(self.path)}
 
 
-
-
-def runs_of(http: httpx.Client, name: str) -> list[dict[str, Any]]:
-    answer = http.get(f"/api/products/{name}/runs", params={"limit": 1000})
-    answer.raise_for_status()
-    return answer.json()["runs"]
-
-
 def scheduled(http: httpx.Client, name: str) -> list[str]:
     return sorted(r["trigger"]["due"] for r in runs_of(http, name) if r["trigger"]["kind"] == "schedule")
-
-
-def publish(http: httpx.Client, name: str, nb: dict) -> dict:
-    answer = http.put(f"/api/products/{name}", json=nb)
-    assert answer.status_code == 201, answer.text
-    return answer.json()
 
 
 def echo(name: str, param: str = "n: int = 0", value: str = "n", **meta: Any) -> dict:
@@ -63,16 +45,40 @@ def all_final(http: httpx.Client, name: str, count: int) -> list[dict[str, Any]]
     return runs if len(runs) >= count and all(r["status"] in FINAL for r in runs) else None
 
 
+def claims(store: str, name: str) -> list[Path]:
+    """The due times of ``name``'s schedules claimed in a store folder (``schedules/{name}/{id}/{due}``)."""
+    return sorted((Path(store) / "schedules" / name).glob("*/*"))
+
+
+def a_whole_tick_later(store: str, *replicas: httpx.Client) -> None:
+    """Return once the scheduler of each of ``replicas`` has run a whole tick that read the clock after this call.
+
+    The API shows no tick; the store does. A schedule published to a running scheduler gets the due
+    time just passed claimed by its next tick, without a run. A tick reads the clock, fixes the
+    schedules it looks at, then takes them one by one, and ticks never overlap: so once a second
+    probe, published after the first probe's claim, is claimed too, the tick that claimed the first
+    one (and read the clock after this call) is over. (With replicas sharing the store, another
+    replica may claim a probe first if it syncs its catalog in time; the wait is then shorter, never
+    wrong the other way.)
+    """
+    for _ in range(2):
+        probes = [unique("tick-probe") for _ in replicas]
+        for http, probe in zip(replicas, probes):
+            publish(http, echo(probe, triggers=[{"schedule": "0 0 1 1 *"}]))  # yearly: never due again here
+        wait_for(lambda: all(claims(store, probe) for probe in probes), 30, "the scheduler to claim a probe's schedule")
+
+
 # schedules ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_schedules_fire_once_per_due_time_in_their_timezone(fresh_runtime, tmp_path):
     clock = TestClock(tmp_path / "clock", "2030-01-02T13:58:30Z")
-    rt = fresh_runtime("--pool-size", "2", env=clock.env)
+    store = str(tmp_path / "store")
+    rt = fresh_runtime("--pool-size", "2", store=store, env=clock.env)
     with rt.client() as http:
-        publish(http, "every-minute", echo("every-minute", "tag: str = ''", "tag",
-                                           triggers=[{"schedule": "* * * * *", "parameters": {"tag": "tick"}}]))
-        publish(http, "nine-in-new-york", echo("nine-in-new-york",
-                                               triggers=[{"schedule": "0 9 * * *", "timezone": "America/New_York"}]))
-        time.sleep(2.5)  # several scheduler ticks: nothing is due yet
+        publish(http, echo("every-minute", "tag: str = ''", "tag",
+                           triggers=[{"schedule": "* * * * *", "parameters": {"tag": "tick"}}]))
+        publish(http, echo("nine-in-new-york", triggers=[{"schedule": "0 9 * * *", "timezone": "America/New_York"}]))
+        a_whole_tick_later(store, http)  # nothing is due yet
         assert scheduled(http, "every-minute") == [] and scheduled(http, "nine-in-new-york") == []
 
         clock.set("2030-01-02T13:59:10Z")
@@ -80,35 +86,36 @@ def test_schedules_fire_once_per_due_time_in_their_timezone(fresh_runtime, tmp_p
         clock.set("2030-01-02T14:00:05Z")  # 09:00 in New York (EST)
         wait_for(lambda: len(scheduled(http, "every-minute")) == 2, what="the 14:00 run")
         wait_for(lambda: scheduled(http, "nine-in-new-york") == ["2030-01-02T14:00:00Z"], what="09:00 New York")
-        time.sleep(2.5)  # more ticks within the same minute start nothing more
+        a_whole_tick_later(store, http)  # more ticks within the same minute start nothing more
         assert scheduled(http, "every-minute") == ["2030-01-02T13:59:00Z", "2030-01-02T14:00:00Z"]
-        assert len(scheduled(http, "nine-in-new-york")) == 1
+        assert scheduled(http, "nine-in-new-york") == ["2030-01-02T14:00:00Z"]
 
         run = wait_for(lambda: all_final(http, "every-minute", 2), what="final runs")[0]
         assert run["status"] == "succeeded" and run["result"] == "tick"
         assert run["trigger"] == {"kind": "schedule", "schedule": "* * * * *", "due": "2030-01-02T14:00:00Z"}
 
         # Republishing without the schedule stops it, unpublishing stops the other.
-        publish(http, "every-minute", echo("every-minute", "tag: str = ''", "tag"))
+        publish(http, echo("every-minute", "tag: str = ''", "tag"))
         assert http.delete("/api/products/nine-in-new-york", headers=JSON).status_code == 204
         clock.set("2030-01-03T14:00:05Z")
-        time.sleep(2.5)
+        a_whole_tick_later(store, http)
         assert len(scheduled(http, "every-minute")) == 2
         assert len(scheduled(http, "nine-in-new-york")) == 1
 
 
+@pytest.mark.slow
 def test_schedule_runs_once_across_replicas_and_catches_up_once(fresh_runtime, tmp_path):
     clock = TestClock(tmp_path / "clock", "2030-01-01T00:00:30Z")
     store = str(tmp_path / "shared-store")
     first = fresh_runtime("--pool-size", "1", store=store, env=clock.env)
     with first.client() as http:
-        publish(http, "replicated", echo("replicated", triggers=[{"schedule": "* * * * *", "parameters": {"n": 1}}]))
+        publish(http, echo("replicated", triggers=[{"schedule": "* * * * *", "parameters": {"n": 1}}]))
     second = fresh_runtime("--pool-size", "1", store=store, env=clock.env)  # reads the catalog from the store
     with first.client() as http, second.client() as other:
         for minute in (1, 2, 3):
             clock.set(f"2030-01-01T00:0{minute}:05Z")
             wait_for(lambda: len(scheduled(http, "replicated")) == minute, what=f"minute {minute}")
-            time.sleep(1.5)  # both replicas tick at least once more
+            a_whole_tick_later(store, http, other)  # both replicas tick at least once more
         dues = ["2030-01-01T00:01:00Z", "2030-01-01T00:02:00Z", "2030-01-01T00:03:00Z"]
         assert scheduled(http, "replicated") == dues
         assert scheduled(other, "replicated") == dues
@@ -120,7 +127,7 @@ def test_schedule_runs_once_across_replicas_and_catches_up_once(fresh_runtime, t
     third = fresh_runtime("--pool-size", "1", store=store, env=clock.env)
     with third.client() as http:
         wait_for(lambda: len(scheduled(http, "replicated")) == 4, what="the catch-up run")
-        time.sleep(2.5)
+        a_whole_tick_later(store, http)
         assert scheduled(http, "replicated") == [*dues, "2030-01-01T06:00:00Z"]
         assert wait_for(lambda: all_final(http, "replicated", 4), what="final runs")
 
@@ -129,11 +136,11 @@ def test_schedule_runs_once_across_replicas_and_catches_up_once(fresh_runtime, t
 def test_three_product_chain_with_lineage(http):
     raw, clean, summary = unique("raw"), unique("clean"), unique("summary")
     topic = unique("orders.updated")
-    publish(http, raw, echo(raw, "rows: int = 0", "{'rows': rows, 'values': list(range(rows))}",
+    publish(http, echo(raw, "rows: int = 0", "{'rows': rows, 'values': list(range(rows))}",
                             triggers=[{"event": topic, "parameters": {"rows": "$event.count"}}]))
-    publish(http, clean, echo(clean, "values: list = []", "{'kept': [v for v in values if v % 2 == 0]}",
+    publish(http, echo(clean, "values: list = []", "{'kept': [v for v in values if v % 2 == 0]}",
                               triggers=[{"event": f"product.{raw}.succeeded", "parameters": {"values": "$event.result.values"}}]))
-    publish(http, summary, echo(summary, "kept: list = []\nsource: str = ''", "{'total': sum(kept), 'source': source}",
+    publish(http, echo(summary, "kept: list = []\nsource: str = ''", "{'total': sum(kept), 'source': source}",
                                 triggers=[{"event": f"product.{clean}.succeeded",
                                            "parameters": {"kept": "$event.result.kept", "source": "$event.run_id"}}]))
 
@@ -162,10 +169,10 @@ def test_three_product_chain_with_lineage(http):
 def test_failed_runs_publish_events_and_bad_mappings_fail_only_their_run(http):
     source, alarm, typo, mistyped = unique("source"), unique("alarm"), unique("typo"), unique("mistyped")
     topic = f"product.{source}.failed"
-    publish(http, source, echo(source, "n: int = 0", "1 // n"))
-    publish(http, alarm, echo(alarm, "why: str = ''", "why", triggers=[{"event": topic, "parameters": {"why": "$event.error.ename"}}]))
-    publish(http, typo, echo(typo, "why: str = ''", "why", triggers=[{"event": topic, "parameters": {"why": "$event.eror.ename"}}]))
-    publish(http, mistyped, echo(mistyped, triggers=[{"event": topic, "parameters": {"n": "$event.error.ename"}}]))
+    publish(http, echo(source, "n: int = 0", "1 // n"))
+    publish(http, echo(alarm, "why: str = ''", "why", triggers=[{"event": topic, "parameters": {"why": "$event.error.ename"}}]))
+    publish(http, echo(typo, "why: str = ''", "why", triggers=[{"event": topic, "parameters": {"why": "$event.eror.ename"}}]))
+    publish(http, echo(mistyped, triggers=[{"event": topic, "parameters": {"n": "$event.error.ename"}}]))
 
     failed = http.post(f"/api/products/{source}/invoke", json={"n": 0})
     assert failed.status_code == 500
@@ -181,9 +188,9 @@ def test_failed_runs_publish_events_and_bad_mappings_fail_only_their_run(http):
 
 def test_loops_are_rejected_with_every_problem_and_nothing_stored(http):
     a, b, c = unique("loop-a"), unique("loop-b"), unique("loop-c")
-    publish(http, a, echo(a))
-    publish(http, b, echo(b, triggers=[{"event": f"product.{a}.succeeded"}]))
-    publish(http, c, echo(c, triggers=[{"event": f"product.{b}.failed"}]))
+    publish(http, echo(a))
+    publish(http, echo(b, triggers=[{"event": f"product.{a}.succeeded"}]))
+    publish(http, echo(c, triggers=[{"event": f"product.{b}.failed"}]))
 
     looping = echo(a, triggers=[{"event": f"product.{c}.succeeded"}, {"schedule": "every minute"}])
     answer = http.put(f"/api/products/{a}", json=looping)
@@ -198,56 +205,61 @@ def test_loops_are_rejected_with_every_problem_and_nothing_stored(http):
     assert http.get(f"/api/products/{b}").json()["versions"] == [1]
 
 
-def test_event_requests_are_validated(http):
-    assert http.post("/api/events/Not A Topic", json={}).status_code == 400
-    too_big = http.post(f"/api/events/{unique('big')}", content=b'{"x": "' + b"a" * (1024 * 1024) + b'"}', headers=JSON)
-    assert too_big.status_code == 413
-    assert http.post(f"/api/events/{unique('list')}", json=[1, 2]).status_code == 422
-    nobody = http.post(f"/api/events/{unique('nobody.listens')}", json={"a": 1})
-    assert nobody.status_code == 202 and nobody.json()["runs"] == []
-
-
 def test_nbmesh_emit(runtime, http):
     name, topic = unique("emitted"), unique("cli.topic")
-    publish(http, name, echo(name, "region: str = ''", "region", triggers=[{"event": topic, "parameters": {"region": "$event.region"}}]))
-    done = subprocess.run([sys.executable, "-m", "kernel_runtime", "emit", topic, "-p", "region", "EU", "--url", runtime.url],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    publish(http, echo(name, "region: str = ''", "region", triggers=[{"event": topic, "parameters": {"region": "$event.region"}}]))
+    done = cli("emit", topic, "-p", "region", "EU", "--url", runtime.url, timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"event {topic}: 1 run(s)" in done.stdout
     assert wait_for(lambda: all_final(http, name, 1), what="the emitted run")[0]["result"] == "EU"
 
 
 # the background queue ---------------------------------------------------------------------------
-def test_full_queue_answers_503_and_loses_nothing(fresh_runtime):
-    rt = fresh_runtime("--pool-size", "2", "--queue-size", "3")
+def gated(name: str, **meta: Any) -> dict:
+    """A product whose runs wait at the gate (see Gate), then answer their ``n``."""
+    return make_notebook([("parameters", "n: int = 0"), ("", Gate.CODE), ("output", "n")], name, **meta)
+
+
+def test_full_queue_answers_503_and_loses_nothing(fresh_runtime, tmp_path):
+    gate = Gate(tmp_path / "gate")
+    rt = fresh_runtime("--pool-size", "2", "--queue-size", "3", *gate.args)  # one background worker
     topic = "slow.work"
     with rt.client() as http:
-        publish(http, "slow", echo("slow", value="__import__('time').sleep(0.4) or n",
-                                   triggers=[{"event": topic, "parameters": {"n": "$event.n"}}]))
+        publish(http, gated("slow", triggers=[{"event": topic, "parameters": {"n": "$event.n"}}]))
         accepted, refused = [], []
         for n in range(12):
             answer = http.post(f"/api/events/{topic}", json={"n": n})
             (accepted if answer.status_code == 202 else refused).append(answer)
-        assert refused, "a queue of 3 took 12 slow runs at once"
-        assert all(r.status_code == 503 for r in refused)
-        assert "background queue" in refused[0].json()["error"] and "nothing was queued" in refused[0].json()["error"]
-        background = http.post("/api/products/slow/runs", json={})
+        assert refused, "a queue of 3 took 12 runs at once"
+        for answer in refused:
+            error = error_of(answer, 503)["error"]
+            assert "background queue" in error and "nothing was queued" in error
         ids = {run_id for r in accepted for run_id in r.json()["runs"]}
-        if background.status_code == 202:
-            ids.add(background.json()["run_id"])
-        else:
-            assert background.status_code == 503
+
+        # The worker holds one run at the gate; the queue holds the rest, and room is what is left of 3.
+        wait_for(lambda: [r["status"] for r in runs_of(http, "slow")].count("running") == 1, what="the worker's run")
+        waiting = len(ids) - 1
+        assert http.get("/healthz").json()["queue"] == waiting
+        for _ in range(3 - waiting):
+            answer = http.post("/api/products/slow/runs", json={})
+            assert answer.status_code == 202, answer.text
+            ids.add(answer.json()["run_id"])
+        assert metrics(http)[("nbmesh_queue_depth", (("queue", "background"),))] == 3
+        error_of(http.post("/api/products/slow/runs", json={}), 503)
+
+        gate.open()
         runs = wait_for(lambda: all_final(http, "slow", len(ids)), what="the accepted runs")
         assert {r["run_id"] for r in runs} == ids
         assert all(r["status"] == "succeeded" for r in runs)
 
 
+@pytest.mark.slow
 def test_flood_of_500_events_with_pool_of_2(fresh_runtime):
     rt = fresh_runtime("--pool-size", "2")
     topic = "flood.tick"
     with rt.client() as http:
-        publish(http, "flood-sink", echo("flood-sink", triggers=[{"event": topic, "parameters": {"n": "$event.n"}}]))
-        publish(http, "interactive", echo("interactive", value="n + 1"))
+        publish(http, echo("flood-sink", triggers=[{"event": topic, "parameters": {"n": "$event.n"}}]))
+        publish(http, echo("interactive", value="n + 1"))
         assert http.post("/api/products/interactive/invoke", json={"n": 0}).status_code == 200  # warm
 
         def emit(n: int) -> list[str]:
@@ -256,65 +268,64 @@ def test_flood_of_500_events_with_pool_of_2(fresh_runtime):
                 assert answer.status_code == 202, answer.text
                 return answer.json()["runs"]
 
-        latencies = []
+        # Interactive invokes keep being answered while the flood is queued: never starved.
+        # (How fast they are is bench/'s business.)
+        invoked = 0
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(emit, n) for n in range(500)]
-            while not all(f.done() for f in futures) or len(latencies) < 10:
-                t0 = time.perf_counter()
-                answer = http.post("/api/products/interactive/invoke", json={"n": len(latencies)})
-                latencies.append(time.perf_counter() - t0)
-                assert answer.status_code == 200 and answer.json()["result"] == len(latencies)
-                time.sleep(0.05)
+            while not all(f.done() for f in futures) or invoked < 10:
+                answer = http.post("/api/products/interactive/invoke", json={"n": invoked})
+                invoked += 1
+                assert answer.status_code == 200 and answer.json()["result"] == invoked
             ids = [run_id for f in futures for run_id in f.result()]
         assert len(ids) == len(set(ids)) == 500
 
         runs = wait_for(lambda: all_final(http, "flood-sink", 500), timeout=240, what="all 500 runs")
         assert {r["run_id"] for r in runs} == set(ids)
         assert sorted(r["result"] for r in runs) == list(range(500))
-        print(f"interactive p50 during the flood: {statistics.median(latencies) * 1000:.1f} ms over {len(latencies)} invokes")
-        assert max(latencies) < 30  # answered while the flood is queued, never starved
 
 
 def test_sigkill_with_runs_queued_and_running_then_restart(fresh_runtime, tmp_path):
-    store = str(tmp_path / "store")
-    rt = fresh_runtime("--pool-size", "2", store=store)
+    store = tmp_path / "store"
+    gate = Gate(tmp_path / "gate")
+    rt = fresh_runtime("--pool-size", "2", *gate.args, store=str(store))  # one background worker
     with rt.client() as http:
-        publish(http, "sleepy", echo("sleepy", value="__import__('time').sleep(1.5) or n",
-                                     triggers=[{"event": "wake.up", "parameters": {"n": "$event.n"}}]))
+        publish(http, gated("sleepy", triggers=[{"event": "wake.up", "parameters": {"n": "$event.n"}}]))
         ids = [http.post("/api/products/sleepy/runs", json={"n": n}).json()["run_id"] for n in range(3)]
         ids += http.post("/api/events/wake.up", json={"n": 3}).json()["runs"]
-        wait_for(lambda: http.get(f"/api/runs/{ids[0]}").json()["status"] == "running", what="a running run")
-        statuses = {http.get(f"/api/runs/{i}").json()["status"] for i in ids}
-        assert "queued" in statuses and "running" in statuses
+        wait_run(http, ids[0], "running")
+        assert [http.get(f"/api/runs/{i}").json()["status"] for i in ids] == ["running", "queued", "queued", "queued"]
+        # The API shows "running" a moment before the store does: kill only once the store has it.
+        wait_for(lambda: stored_status(store, ids[0]) == "running", what="the running state in the store")
     rt.kill()
+    gate.open()
 
     # A smaller queue than before the crash: the excess is failed, not a reason to refuse to start.
-    rt = fresh_runtime("--pool-size", "2", "--queue-size", "2", store=store)
+    rt = fresh_runtime("--pool-size", "2", "--queue-size", "2", *gate.args, store=str(store))
     with rt.client() as http:
-        def settled():
-            runs = [http.get(f"/api/runs/{i}").json() for i in ids]
-            return runs if all(r["status"] in FINAL for r in runs) else None
-
-        runs = wait_for(settled, timeout=90, what="every run to end final")
-        for run in runs:
-            if run["status"] == "failed":
-                assert run["error"]["ename"] == "RuntimeStopped", run
-            else:
-                assert run["status"] == "succeeded"
-        assert sum(r["status"] == "succeeded" for r in runs) == 2  # re-queued up to the bound, then run
-        assert any("beyond the background queue's bound of 2" in (r["error"] or {}).get("evalue", "") for r in runs)
+        runs = {i: wait_run(http, i, timeout=90) for i in ids}
+    stopped = runs[ids[0]]
+    assert stopped["status"] == "failed" and stopped["error"]["ename"] == "RuntimeStopped"
+    assert "was running" in stopped["error"]["evalue"]
+    queued = [runs[i] for i in ids[1:]]
+    assert sorted(r["status"] for r in queued) == ["failed", "succeeded", "succeeded"]  # re-queued up to the bound, then run
+    [excess] = [r for r in queued if r["status"] == "failed"]
+    assert excess["error"]["ename"] == "RuntimeStopped"
+    assert "beyond the background queue's bound of 2" in excess["error"]["evalue"]
 
 
 def test_example_weather_pipeline(fresh_runtime, tmp_path):
     """notebooks/weather_raw → weather_clean → weather_digest, started by raw's 06:00 schedule."""
     clock = TestClock(tmp_path / "clock", "2030-01-01T05:59:30Z")
-    rt = fresh_runtime("--pool-size", "2", "--kernel-workdir", str(ROOT / "notebooks"), env=clock.env)  # the data they read
+    store = str(tmp_path / "store")
+    rt = fresh_runtime("--pool-size", "2", "--kernel-workdir", str(ROOT / "notebooks"), store=store, env=clock.env)  # the data they read
     with rt.client() as http:
         for stem in ("weather_raw", "weather_clean", "weather_digest"):
             nb = (ROOT / "notebooks" / f"{stem}.ipynb").read_text()
             name = stem.replace("_", "-")
             assert http.put(f"/api/products/{name}", content=nb, headers=JSON).status_code == 201
-        time.sleep(2.5)  # the scheduler has seen the schedule before its due time
+        # The scheduler has seen the schedule before its due time: it claimed the due time just passed.
+        wait_for(lambda: claims(store, "weather-raw"), 30, "the scheduler to see weather-raw's schedule")
         clock.set("2030-01-01T06:00:05Z")
         digest = wait_for(lambda: all_final(http, "weather-digest", 1), what="the digest run")[0]
         raw, clean = runs_of(http, "weather-raw")[0], runs_of(http, "weather-clean")[0]

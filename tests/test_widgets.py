@@ -8,7 +8,7 @@ import pytest
 from kernel_runtime import Client
 from kernel_runtime.widgets import product_form
 
-from .conftest import make_notebook, unique
+from .conftest import make_notebook, publish, unique
 
 PARAMETERS = """\
 n: int = 2  # how many
@@ -29,12 +29,7 @@ if n < 0:
 def product(runtime):
     name = unique("form")
     with runtime.client() as http:
-        response = http.put(
-            f"/api/products/{name}",
-            json=make_notebook([("parameters", PARAMETERS), ("output", OUTPUT)], name=name, title="Form test"),
-        )
-        assert response.status_code == 201, response.text
-    return name
+        return publish(http, make_notebook([("parameters", PARAMETERS), ("output", OUTPUT)], name, title="Form test"))
 
 
 @pytest.fixture
