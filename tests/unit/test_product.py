@@ -1,4 +1,4 @@
-"""kernel_runtime.product: parameter inference, name rules, refs, parameter validation, output contracts."""
+"""kernel_runtime.model.product and model.parameters: parameter inference, name rules, refs, parameter validation, output contracts."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import nbformat
 import pytest
 
 from kernel_runtime.errors import InvalidNotebook, InvalidParameters, InvalidRequest
-from kernel_runtime.product import (
-    MAX_DEPTH,
-    MAX_ITEMS,
-    MAX_STRING,
-    Parameter,
+from kernel_runtime.model.parameters import MAX_DEPTH, MAX_ITEMS, MAX_STRING, Parameter
+from kernel_runtime.model.product import (
     check_name,
     contract_violation,
     load_spec,
@@ -20,6 +17,7 @@ from kernel_runtime.product import (
     read_notebook,
     validate_parameters,
 )
+from kernel_runtime.triggers.rules import check_triggers
 
 
 def notebook(cells: list[tuple[str, str]], **nbmesh: Any) -> nbformat.NotebookNode:
@@ -41,7 +39,7 @@ def spec_with(parameters: str, **nbmesh: Any):
 
 def problems_of(nb: nbformat.NotebookNode, name: str | None = "p") -> list[dict[str, Any]]:
     with pytest.raises(InvalidNotebook) as info:
-        load_spec(nb, name)
+        load_spec(nb, name, check_triggers=check_triggers)  # the trigger rules, as the runtime's catalog passes them
     assert info.value.message == "The notebook is not a valid product."
     return info.value.details
 
