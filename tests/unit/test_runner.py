@@ -118,15 +118,6 @@ def test_numpy_not_a_time_becomes_null():
     assert to_json(np.datetime64("NaT")) is None
 
 
-NAT_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: pd.NaT is a datetime subclass, so to_json returns its isoformat() 'NaT' before the pandas "
-    "check; docs/design.md says NaT becomes null",
-)
-
-
-@NAT_BUG
 @pytest.mark.parametrize(
     "value, expected",
     [
