@@ -407,6 +407,6 @@ def _convert_scientific(value: Any) -> Any:
             return None if np.isnat(value) else str(np.datetime_as_string(value))
         if isinstance(value, np.ndarray):
             return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
+        if isinstance(value, np.generic):  # a long double's .item() is a long double again
+            return float(value) if isinstance(value, np.longdouble) else value.item()
     return _MISSING

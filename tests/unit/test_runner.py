@@ -150,12 +150,6 @@ def test_numpy_scalars_become_python_values(value, expected, kind):
     assert json.dumps(got) == json.dumps(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: np.longdouble(...).item() returns an np.longdouble again, so to_json recurses until it "
-    "reports the scalar as 'nested more than 100 levels deep'",
-)
 @pytest.mark.parametrize("value, expected", [(np.longdouble(1.5), 1.5), (np.longdouble("nan"), None)])
 def test_a_long_double_becomes_a_float(value, expected):
     assert to_json(value) == expected
