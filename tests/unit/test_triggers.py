@@ -188,12 +188,6 @@ def test_latest_due_on_the_fall_back_day(now, due):
 FALL_BACK_NIGHT = ["2024-10-27T00:30:01", "2024-10-27T00:31:00", "2024-10-27T00:45:00", "2024-10-27T00:59:59"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: between the two 02:30s of a fall-back day, latest_due returns the second one (01:30 UTC), "
-    "which is still in the future (croniter.get_prev across the ambiguous hour)",
-)
 @pytest.mark.parametrize("now", FALL_BACK_NIGHT)
 def test_latest_due_is_never_after_now_in_the_repeated_hour(now):
     assert latest_due("30 2 * * *", "Europe/Berlin", utc(now)) <= utc(now)
@@ -298,12 +292,6 @@ async def test_the_fall_back_day_starts_the_first_0230_on_time(tmp_path):
     assert runs.started[-1] == ("2024-10-28T01:30:00Z", "2024-10-28T01:30:00Z")  # 02:30 CET, next day
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: on a fall-back day the second 02:30 (01:30 UTC) is started at 00:31 UTC, an hour before "
-    "it is due, because latest_due returns a future time in the repeated hour",
-)
 async def test_the_fall_back_day_never_starts_a_run_before_its_due_time(tmp_path):
     trig, runs, clock = scheduler(tmp_path, "2024-10-26T12:00:00", "30 2 * * *", "Europe/Berlin")
     await tick_at(trig, clock, FALL_TICKS)
