@@ -109,11 +109,13 @@ def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, 
         else:
             assigned.append(target)
     parameters: dict[str, Parameter] = {}
+    read: set[str] = set()  # a name read but refused already has its problem, with the reason
     for found in PythonTranslator.inspect(nbformat.v4.new_code_cell(source)):
+        read.add(found.name)
         param = _parameter(found, cell_index, problems)
         if param is not None:
             parameters[param.name] = param
-    for missing in (n for n in assigned if n not in parameters):
+    for missing in (n for n in assigned if n not in read):
         problems.append(problem(f"Parameter {missing!r} could not be read: write it on one line as `name = value`.", cell_index))
     return parameters
 

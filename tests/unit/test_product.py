@@ -160,6 +160,12 @@ def test_a_parameter_that_cannot_be_read_is_a_problem_of_the_parameters_cell(lin
     assert {d["cell"] for d in details} == {0}
 
 
+@pytest.mark.parametrize("line", ["x = foo", "x = len('a')", "x: set = {1}", "x: Any = 1", "x: int = 'a'", "x: bool = 1", "x = None"])
+def test_a_parameter_read_but_refused_is_one_problem_with_its_reason(line):
+    found = parameter_problems(line)
+    assert len(found) == 1 and found[0].startswith("Parameter 'x': "), found
+
+
 # notebook rules --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "cells, fragment, cell",
