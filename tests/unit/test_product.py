@@ -72,6 +72,7 @@ def parameter_problems(source: str) -> list[str]:
         ("x = 3  # how many rows", Parameter("x", "int", 3, "how many rows")),
         ("x: str = 'EU'  # the sales region", Parameter("x", "str", "EU", "the sales region")),
         ("x = 1  # a # b", Parameter("x", "int", 1, "a # b")),
+        ("x = 'a=b'", Parameter("x", "str", "a=b")),  # a second '=' on the line
         ("x = [\n    1,\n    2,\n]", Parameter("x", "list", [1, 2])),
     ],
 )
@@ -81,32 +82,22 @@ def test_a_parameter_is_read_from_its_assignment(line, expected):
     assert type(params["x"].default) is type(expected.default)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidNotebook,
-    reason="bug: papermill's PythonTranslator.inspect cuts the line at the first '#', even inside a string, "
-    "so a default like '#ff0000' is reported as 'default \"\'\" is not a literal value'",
-)
 @pytest.mark.parametrize(
     "line, expected",
     [
         ("color = '#ff0000'", Parameter("color", "str", "#ff0000")),
         ("color: str = '#ff0000'  # a colour", Parameter("color", "str", "#ff0000", "a colour")),
         ("query = 'a # b'", Parameter("query", "str", "a # b")),
+        ("note = '''a\n# b'''  # c", Parameter("note", "str", "a\n# b", "c")),
     ],
 )
 def test_a_string_default_may_hold_a_hash(line, expected):
     assert spec_with(line).parameters == {expected.name: expected}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidNotebook,
-    reason="bug: _parameter strips a 'typing.' prefix, but papermill's inspect never reads a dotted "
-    "annotation, so the parameter is reported as 'could not be read: write it on one line'",
-)
-def test_a_typing_qualified_annotation_is_read():
-    assert spec_with("x: typing.List[int] = []").parameters == {"x": Parameter("x", "list", [])}
+@pytest.mark.parametrize("annotation", ["typing.List[int]", "typing.List", "'List[int]'"])
+def test_a_typing_qualified_annotation_is_read(annotation):
+    assert spec_with(f"x: {annotation} = []").parameters == {"x": Parameter("x", "list", [])}
 
 
 def test_parameters_keep_the_order_of_the_cell_and_their_json_forms():
