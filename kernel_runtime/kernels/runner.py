@@ -369,11 +369,11 @@ def to_json(value: Any, _depth: int = 0) -> Any:
         return {_key(k): to_json(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json(v, _depth + 1) for v in value]
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    converted = _convert_scientific(value)
+    converted = _convert_scientific(value)  # before datetimes: pandas' NaT is one, its isoformat() "NaT"
     if converted is not _MISSING:
         return to_json(converted, _depth + 1)
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
     raise TypeError(
         f"The output cell's value of type {type(value).__module__}.{type(value).__qualname__} "
         "cannot be turned into JSON: return a dict, list, str, number, bool, None or a pandas DataFrame."
@@ -407,6 +407,6 @@ def _convert_scientific(value: Any) -> Any:
             return None if np.isnat(value) else str(np.datetime_as_string(value))
         if isinstance(value, np.ndarray):
             return value.tolist()
-        if isinstance(value, np.generic):
-            return value.item()
+        if isinstance(value, np.generic):  # a long double's .item() is a long double again
+            return float(value) if isinstance(value, np.longdouble) else value.item()
     return _MISSING

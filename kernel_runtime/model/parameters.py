@@ -1,20 +1,21 @@
 """A product's parameters: the JSON types they may have, the parameters cell read into them, value bounds.
 
-The parameters cell is read with papermill's own translator (CONTRACT section 1);
-a value a caller sends is bounded in depth, string length and item count
+The parameters cell is read in papermill's convention (CONTRACT section 1), with Python's own
+parser and tokenizer: papermill's line regex cuts a line at a ``#`` inside a string and skips
+a line holding a second ``=``. A value a caller sends is bounded in depth, string length and item count
 (CONTRACT section 6) before anything runs.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import math
+import re
 import sys
+import tokenize
 from dataclasses import dataclass
 from typing import Any
-
-import nbformat
-from papermill.translators import PythonTranslator
 
 from .. import jsontext
 
@@ -28,6 +29,8 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
 }
 _LARGEST_FLOAT = int(sys.float_info.max)
 _ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
+# A definition's trailing comment, as papermill reads it: an optional type comment, then the help.
+_COMMENT_RE = re.compile(r"#\s*(?:type:\s*(?P<type>\S*)\s*)?(?P<help>.*)", re.DOTALL)
 # Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
 MAX_DEPTH = 32
 MAX_STRING = 65536  # characters in any string, dict keys included
@@ -95,10 +98,15 @@ def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, 
             problem(f"The parameters cell {cell_index} cannot be parsed: {exc.msg} on line {exc.lineno}.", cell_index)
         )
         return {}
-    assigned: list[str] = []
-    for stmt in tree.body:
-        target = _assigned_name(stmt)
-        if target is None:
+    # The real comment tokens: a '#' inside a string ("#ff0000") is not one.
+    comments = {
+        tok.start[0]: tok.string
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
+    parameters: dict[str, Parameter] = {}
+    for stmt, after in zip(tree.body, [*tree.body[1:], None]):
+        if not _is_plain_assignment(stmt):
             problems.append(
                 problem(
                     f"Line {stmt.lineno} of the parameters cell is not a plain assignment "
@@ -106,70 +114,85 @@ def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, 
                     cell_index,
                 )
             )
-        else:
-            assigned.append(target)
-    parameters: dict[str, Parameter] = {}
-    for found in PythonTranslator.inspect(nbformat.v4.new_code_cell(source)):
-        param = _parameter(found, cell_index, problems)
+            continue
+        # papermill's convention: the comment that ends a definition's last line is its help.
+        ends_line = after is None or after.lineno != stmt.end_lineno
+        comment = comments.get(stmt.end_lineno, "") if ends_line else ""
+        param = _parameter(stmt, source, comment, cell_index, problems)
         if param is not None:
             parameters[param.name] = param
-    for missing in (n for n in assigned if n not in parameters):
-        problems.append(problem(f"Parameter {missing!r} could not be read: write it on one line as `name = value`.", cell_index))
     return parameters
 
 
-def _assigned_name(stmt: ast.stmt) -> str | None:
-    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
-        return stmt.target.id
-    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-        return stmt.targets[0].id
-    return None
+def _is_plain_assignment(stmt: ast.stmt) -> bool:
+    if isinstance(stmt, ast.AnnAssign):
+        return isinstance(stmt.target, ast.Name) and stmt.value is not None
+    return isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
 
 
-def _parameter(found: Any, cell_index: int, problems: list) -> Parameter | None:
+def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell_index: int, problems: list) -> Parameter | None:
+    """One definition read as papermill reads it: ``name[: type] = default  # [type: T] help``."""
+    target = stmt.target if isinstance(stmt, ast.AnnAssign) else stmt.targets[0]
+    name, text = target.id, ast.get_source_segment(source, stmt.value)
+    found = _COMMENT_RE.fullmatch(comment)
+    type_comment, help_text = (found["type"] or "", found["help"].strip()) if found else ("", "")
     try:
-        default = ast.literal_eval(found.default)
-    except (ValueError, SyntaxError):
-        problems.append(
-            problem(f"Parameter {found.name!r}: default {found.default!r} is not a literal value.", cell_index)
-        )
+        default = ast.literal_eval(stmt.value)
+    except ValueError:
+        problems.append(problem(f"Parameter {name!r}: default {text!r} is not a literal value.", cell_index))
         return None
     reason = jsontext.check(default)
     if reason is not None:
         # 1e309 is a literal (inf), and so is "\ud800": neither can be served as JSON.
-        problems.append(problem(f"Parameter {found.name!r}: its default {reason}.", cell_index))
+        problems.append(problem(f"Parameter {name!r}: its default {reason}.", cell_index))
         return None
-    annotation = found.inferred_type_name
-    if annotation in ("None", ""):
+    if isinstance(stmt, ast.AnnAssign):
+        annotation, base = ast.get_source_segment(source, stmt.annotation), _annotation_base(stmt.annotation)
+    else:  # a type comment, `x = 3  # type: float`, stands for an annotation
+        annotation, base = type_comment, _annotation_base(type_comment)
+    if not annotation:
         type_name = type_of(default)
         if type_name is None:
             problems.append(
                 problem(
-                    f"Parameter {found.name!r}: cannot infer a type from default {found.default!r}; "
+                    f"Parameter {name!r}: cannot infer a type from default {text!r}; "
                     "annotate it (int, float, str, bool, list or dict).",
                     cell_index,
                 )
             )
             return None
     else:
-        base = annotation.split("[", 1)[0].strip().removeprefix("typing.")
         type_name = _ANNOTATION_ALIASES.get(base, base)
         if type_name not in PARAM_TYPES:
             problems.append(
                 problem(
-                    f"Parameter {found.name!r}: type {annotation!r} is not one of int, float, str, bool, list, dict.",
+                    f"Parameter {name!r}: type {annotation!r} is not one of int, float, str, bool, list, dict.",
                     cell_index,
                 )
             )
             return None
         if not is_type(default, type_name):
-            problems.append(
-                problem(f"Parameter {found.name!r}: default {found.default} is not a {type_name}.", cell_index)
-            )
+            problems.append(problem(f"Parameter {name!r}: default {text} is not a {type_name}.", cell_index))
             return None
     if type_name == "float":
         default = float(default)
-    return Parameter(name=found.name, type=type_name, default=default, help=found.help)
+    return Parameter(name=name, type=type_name, default=default, help=help_text)
+
+
+def _annotation_base(node: ast.expr | str) -> str | None:
+    """The name an annotation is read by: ``List[int]``, ``typing.List`` and ``"List"`` are all ``List``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # quoted: `x: "List[int]" = []`
+        node = node.value
+    if isinstance(node, str):
+        try:
+            node = ast.parse(node.strip(), mode="eval").body
+        except SyntaxError:
+            return None
+    if isinstance(node, ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "typing":
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
 
 
 def out_of_bounds(value: Any, max_depth: int = MAX_DEPTH) -> str | None:

@@ -172,9 +172,11 @@ def map_parameters(values: dict[str, Any], payload: Any) -> dict[str, Any]:
 def latest_due(expr: str, tz: str, now: datetime) -> datetime:
     """The newest due time of ``expr`` at or before ``now``, in UTC."""
     local = now.astimezone(ZoneInfo(tz))
-    prev = croniter(expr, local).get_prev(datetime)
-    nxt = croniter(expr, prev).get_next(datetime)
-    return (nxt if nxt <= local else prev).astimezone(timezone.utc)
+    # Compared in UTC: aware datetimes sharing a tzinfo compare by wall time, ignoring ``fold``,
+    # so on a fall-back day the second 02:30 would pass for "before" 02:45 of the first hour.
+    prev = croniter(expr, local).get_prev(datetime).astimezone(timezone.utc)
+    nxt = croniter(expr, prev.astimezone(local.tzinfo)).get_next(datetime).astimezone(timezone.utc)
+    return nxt if nxt <= now else prev
 
 
 def schedule_id(trig: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""kernel_runtime.access: the access file, identifying callers by token digest, and their rights."""
+"""kernel_runtime.http.access: the access file, identifying callers by token digest, and their rights."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kernel_runtime.access import OPEN, Access, Principal, load_principals, new_principal, token_digest
+from kernel_runtime.http.access import OPEN, Access, Principal, load_principals, new_principal, token_digest
 from kernel_runtime.errors import Forbidden, InvalidConfig
 
 SALES, BI, PLATFORM = "sales-token", "bi-token", "platform-token"

@@ -1,4 +1,4 @@
-"""kernel_runtime.limits.ProductLimiter: the per-product concurrency cap, in process (no kernels)."""
+"""kernel_runtime.runtime.limits.ProductLimiter: the per-product concurrency cap, in process (no kernels)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import AsyncIterator, Callable
 import pytest
 
 from kernel_runtime.errors import QueueFull
-from kernel_runtime.limits import ProductLimiter
+from kernel_runtime.runtime.limits import ProductLimiter
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:

@@ -1,4 +1,4 @@
-"""kernel_runtime.product: parameter inference, name rules, refs, parameter validation, output contracts."""
+"""kernel_runtime.model.product and model.parameters: parameter inference, name rules, refs, parameter validation, output contracts."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import nbformat
 import pytest
 
 from kernel_runtime.errors import InvalidNotebook, InvalidParameters, InvalidRequest
-from kernel_runtime.product import (
-    MAX_DEPTH,
-    MAX_ITEMS,
-    MAX_STRING,
-    Parameter,
+from kernel_runtime.model.parameters import MAX_DEPTH, MAX_ITEMS, MAX_STRING, Parameter
+from kernel_runtime.model.product import (
     check_name,
     contract_violation,
     load_spec,
@@ -20,6 +17,7 @@ from kernel_runtime.product import (
     read_notebook,
     validate_parameters,
 )
+from kernel_runtime.triggers.rules import check_triggers
 
 
 def notebook(cells: list[tuple[str, str]], **nbmesh: Any) -> nbformat.NotebookNode:
@@ -41,7 +39,7 @@ def spec_with(parameters: str, **nbmesh: Any):
 
 def problems_of(nb: nbformat.NotebookNode, name: str | None = "p") -> list[dict[str, Any]]:
     with pytest.raises(InvalidNotebook) as info:
-        load_spec(nb, name)
+        load_spec(nb, name, check_triggers=check_triggers)  # the trigger rules, as the runtime's catalog passes them
     assert info.value.message == "The notebook is not a valid product."
     return info.value.details
 
@@ -74,6 +72,7 @@ def parameter_problems(source: str) -> list[str]:
         ("x = 3  # how many rows", Parameter("x", "int", 3, "how many rows")),
         ("x: str = 'EU'  # the sales region", Parameter("x", "str", "EU", "the sales region")),
         ("x = 1  # a # b", Parameter("x", "int", 1, "a # b")),
+        ("x = 'a=b'", Parameter("x", "str", "a=b")),  # a second '=' on the line
         ("x = [\n    1,\n    2,\n]", Parameter("x", "list", [1, 2])),
     ],
 )
@@ -83,32 +82,22 @@ def test_a_parameter_is_read_from_its_assignment(line, expected):
     assert type(params["x"].default) is type(expected.default)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidNotebook,
-    reason="bug: papermill's PythonTranslator.inspect cuts the line at the first '#', even inside a string, "
-    "so a default like '#ff0000' is reported as 'default \"\'\" is not a literal value'",
-)
 @pytest.mark.parametrize(
     "line, expected",
     [
         ("color = '#ff0000'", Parameter("color", "str", "#ff0000")),
         ("color: str = '#ff0000'  # a colour", Parameter("color", "str", "#ff0000", "a colour")),
         ("query = 'a # b'", Parameter("query", "str", "a # b")),
+        ("note = '''a\n# b'''  # c", Parameter("note", "str", "a\n# b", "c")),
     ],
 )
 def test_a_string_default_may_hold_a_hash(line, expected):
     assert spec_with(line).parameters == {expected.name: expected}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidNotebook,
-    reason="bug: _parameter strips a 'typing.' prefix, but papermill's inspect never reads a dotted "
-    "annotation, so the parameter is reported as 'could not be read: write it on one line'",
-)
-def test_a_typing_qualified_annotation_is_read():
-    assert spec_with("x: typing.List[int] = []").parameters == {"x": Parameter("x", "list", [])}
+@pytest.mark.parametrize("annotation", ["typing.List[int]", "typing.List", "'List[int]'"])
+def test_a_typing_qualified_annotation_is_read(annotation):
+    assert spec_with(f"x: {annotation} = []").parameters == {"x": Parameter("x", "list", [])}
 
 
 def test_parameters_keep_the_order_of_the_cell_and_their_json_forms():
@@ -160,6 +149,12 @@ def test_a_parameter_that_cannot_be_read_is_a_problem_of_the_parameters_cell(lin
     details = problems_of(notebook([("parameters", line), ("output", "1")]))
     assert any(fragment in d["message"] for d in details), details
     assert {d["cell"] for d in details} == {0}
+
+
+@pytest.mark.parametrize("line", ["x = foo", "x = len('a')", "x: set = {1}", "x: Any = 1", "x: int = 'a'", "x: bool = 1", "x = None"])
+def test_a_parameter_read_but_refused_is_one_problem_with_its_reason(line):
+    found = parameter_problems(line)
+    assert len(found) == 1 and found[0].startswith("Parameter 'x': "), found
 
 
 # notebook rules --------------------------------------------------------------------------------------

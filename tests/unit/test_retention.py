@@ -1,4 +1,4 @@
-"""kernel_runtime.retention (and Repository.prune_runs) against a real local store in tmp_path."""
+"""kernel_runtime.store.retention (and store.repository's Repository.prune_runs) against a real local store in tmp_path."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import AsyncIterator
 
 import pytest
 
-from kernel_runtime.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, new_run_id
-from kernel_runtime.repository import Repository
-from kernel_runtime.retention import Retention
+from kernel_runtime.model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, new_run_id
+from kernel_runtime.store.repository import Repository
+from kernel_runtime.store.retention import Retention
 from kernel_runtime.store import LocalStore
 
 

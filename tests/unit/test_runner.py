@@ -1,4 +1,4 @@
-"""kernel_runtime.runner.to_json: a product's result as plain JSON types (docs/design.md, "Result conversion")."""
+"""kernel_runtime.kernels.runner.to_json: a product's result as plain JSON types (docs/design.md, "Result conversion")."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernel_runtime.runner import to_json
+from kernel_runtime.kernels.runner import to_json
 
 
 def nested(levels: int) -> list:
@@ -118,15 +118,6 @@ def test_numpy_not_a_time_becomes_null():
     assert to_json(np.datetime64("NaT")) is None
 
 
-NAT_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: pd.NaT is a datetime subclass, so to_json returns its isoformat() 'NaT' before the pandas "
-    "check; docs/design.md says NaT becomes null",
-)
-
-
-@NAT_BUG
 @pytest.mark.parametrize(
     "value, expected",
     [
@@ -159,12 +150,6 @@ def test_numpy_scalars_become_python_values(value, expected, kind):
     assert json.dumps(got) == json.dumps(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: np.longdouble(...).item() returns an np.longdouble again, so to_json recurses until it "
-    "reports the scalar as 'nested more than 100 levels deep'",
-)
 @pytest.mark.parametrize("value, expected", [(np.longdouble(1.5), 1.5), (np.longdouble("nan"), None)])
 def test_a_long_double_becomes_a_float(value, expected):
     assert to_json(value) == expected

@@ -1,8 +1,8 @@
-"""The bubblewrap command line: what a kernel's filesystem is made of, and in which order."""
+"""kernel_runtime.kernels.sandbox, the bubblewrap command line: what a kernel's filesystem is made of, and in which order."""
 
 from __future__ import annotations
 
-from kernel_runtime.sandbox import bwrap_args, python_prefixes
+from kernel_runtime.kernels.sandbox import bwrap_args, python_prefixes
 
 
 def _targets(args: list[str], option: str) -> list[int]:

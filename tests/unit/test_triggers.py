@@ -1,28 +1,19 @@
-"""kernel_runtime.triggers: trigger checks, cron due times (DST), catch-up, loops, lineage, $event mapping."""
+"""kernel_runtime.triggers (rules, lineage, engine): trigger checks, cron due times (DST), catch-up, loops, lineage, $event mapping."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from kernel_runtime.errors import InvalidParameters
-from kernel_runtime.product import Parameter
-from kernel_runtime.repository import Repository
+from kernel_runtime.model.parameters import Parameter
 from kernel_runtime.store import LocalStore
-from kernel_runtime.triggers import (
-    Triggers,
-    check_triggers,
-    downstream_of,
-    latest_due,
-    lineage,
-    loop_problems,
-    map_parameters,
-    schedule_id,
-    upstream_of,
-)
+from kernel_runtime.store.repository import Repository
+from kernel_runtime.triggers.engine import Triggers
+from kernel_runtime.triggers.lineage import downstream_of, lineage_graph, upstream_of
+from kernel_runtime.triggers.rules import check_triggers, latest_due, loop_problems, map_parameters, schedule_id
 
 UTC = timezone.utc
 PARAMS = {
@@ -197,48 +188,45 @@ def test_latest_due_on_the_fall_back_day(now, due):
 FALL_BACK_NIGHT = ["2024-10-27T00:30:01", "2024-10-27T00:31:00", "2024-10-27T00:45:00", "2024-10-27T00:59:59"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: between the two 02:30s of a fall-back day, latest_due returns the second one (01:30 UTC), "
-    "which is still in the future (croniter.get_prev across the ambiguous hour)",
-)
 @pytest.mark.parametrize("now", FALL_BACK_NIGHT)
 def test_latest_due_is_never_after_now_in_the_repeated_hour(now):
     assert latest_due("30 2 * * *", "Europe/Berlin", utc(now)) <= utc(now)
 
 
-# the scheduler, in process: a fake service, a real local store, an injected clock -------------
+# the scheduler, in process: a fake run queue, a real local store, an injected clock -----------
 class FakeClock:
     def __init__(self, now: datetime) -> None:
         self.moment = now
 
-    def now(self) -> datetime:
+    def __call__(self) -> datetime:
         return self.moment
 
 
-class FakeService:
-    """What Triggers uses of the service: catalog, repo, submit, refuse, listeners."""
+class FakeRuns:
+    """What the scheduler uses of its RunQueue: submit, and refuse (which a test never expects)."""
 
-    def __init__(self, repo: Repository, trigs: list[dict[str, Any]], clock: FakeClock) -> None:
-        self.repo = repo
-        self.listeners: list = []
-        self.catalog = {"p": SimpleNamespace(latest=1, specs={1: SimpleNamespace(triggers=tuple(trigs))})}
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.started: list[tuple[str, str]] = []  # (due, when it was started), both UTC ISO
 
     async def submit(self, ref: str, params: dict[str, Any], trigger: dict[str, Any]) -> None:
         assert ref == "p@1"
-        self.started.append((trigger["due"], self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")))
+        self.started.append((trigger["due"], self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")))
 
     def refuse(self, *args: Any) -> None:
         raise AssertionError(f"unexpected refusal {args}")
 
 
-def scheduler(tmp_path, start: str, expr: str, tz: str = "UTC") -> tuple[Triggers, FakeService, FakeClock]:
+def newest_of(products: dict[str, tuple[dict[str, Any], ...]]):
+    """The engine's ``newest`` over a catalog of {name: triggers}, every product at version 1."""
+    return lambda: [(name, 1, trigs) for name, trigs in products.items()]
+
+
+def scheduler(tmp_path, start: str, expr: str, tz: str = "UTC") -> tuple[Triggers, FakeRuns, FakeClock]:
     clock = FakeClock(utc(start))
-    service = FakeService(Repository(LocalStore(tmp_path / "store")), [{"schedule": expr, "timezone": tz}], clock)
-    return Triggers(service, clock=clock), service, clock
+    runs = FakeRuns(clock)
+    products = {"p": ({"schedule": expr, "timezone": tz},)}
+    return Triggers(newest_of(products), runs, Repository(LocalStore(tmp_path / "store")), clock=clock), runs, clock
 
 
 def every(start: str, end: str, minutes: int = 1) -> list[datetime]:
@@ -272,9 +260,9 @@ FALL_TICKS = [
 
 
 async def test_a_schedule_runs_once_per_due_time(tmp_path):
-    trig, service, clock = scheduler(tmp_path, "2024-05-01T10:00:30", "*/15 * * * *")
+    trig, runs, clock = scheduler(tmp_path, "2024-05-01T10:00:30", "*/15 * * * *")
     await tick_at(trig, clock, every("2024-05-01T10:00:30", "2024-05-01T11:01:00"))
-    assert service.started == [
+    assert runs.started == [
         ("2024-05-01T10:15:00Z", "2024-05-01T10:15:30Z"),
         ("2024-05-01T10:30:00Z", "2024-05-01T10:30:30Z"),
         ("2024-05-01T10:45:00Z", "2024-05-01T10:45:30Z"),
@@ -283,37 +271,31 @@ async def test_a_schedule_runs_once_per_due_time(tmp_path):
 
 
 async def test_a_first_start_does_not_run_the_due_time_before_it(tmp_path):
-    trig, service, clock = scheduler(tmp_path, "2024-05-01T10:14:00", "0 * * * *")
+    trig, runs, clock = scheduler(tmp_path, "2024-05-01T10:14:00", "0 * * * *")
     await trig.tick()
-    assert service.started == []
+    assert runs.started == []
 
 
 async def test_the_spring_forward_day_runs_a_0230_schedule_once_after_the_gap(tmp_path):
-    trig, service, clock = scheduler(tmp_path, "2024-03-30T12:00:00", "30 2 * * *", "Europe/Berlin")
+    trig, runs, clock = scheduler(tmp_path, "2024-03-30T12:00:00", "30 2 * * *", "Europe/Berlin")
     await tick_at(trig, clock, SPRING_TICKS)
-    assert service.started == [
+    assert runs.started == [
         ("2024-03-31T01:00:00Z", "2024-03-31T01:00:00Z"),  # 03:00 CEST, right after the gap
         ("2024-04-01T00:30:00Z", "2024-04-01T00:30:00Z"),  # 02:30 CEST
     ]
 
 
 async def test_the_fall_back_day_starts_the_first_0230_on_time(tmp_path):
-    trig, service, clock = scheduler(tmp_path, "2024-10-26T12:00:00", "30 2 * * *", "Europe/Berlin")
+    trig, runs, clock = scheduler(tmp_path, "2024-10-26T12:00:00", "30 2 * * *", "Europe/Berlin")
     await tick_at(trig, clock, FALL_TICKS)
-    assert service.started[0] == ("2024-10-27T00:30:00Z", "2024-10-27T00:30:00Z")  # 02:30 CEST
-    assert service.started[-1] == ("2024-10-28T01:30:00Z", "2024-10-28T01:30:00Z")  # 02:30 CET, next day
+    assert runs.started[0] == ("2024-10-27T00:30:00Z", "2024-10-27T00:30:00Z")  # 02:30 CEST
+    assert runs.started[-1] == ("2024-10-28T01:30:00Z", "2024-10-28T01:30:00Z")  # 02:30 CET, next day
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: on a fall-back day the second 02:30 (01:30 UTC) is started at 00:31 UTC, an hour before "
-    "it is due, because latest_due returns a future time in the repeated hour",
-)
 async def test_the_fall_back_day_never_starts_a_run_before_its_due_time(tmp_path):
-    trig, service, clock = scheduler(tmp_path, "2024-10-26T12:00:00", "30 2 * * *", "Europe/Berlin")
+    trig, runs, clock = scheduler(tmp_path, "2024-10-26T12:00:00", "30 2 * * *", "Europe/Berlin")
     await tick_at(trig, clock, FALL_TICKS)
-    early = [(due, at) for due, at in service.started if at < due]
+    early = [(due, at) for due, at in runs.started if at < due]
     assert early == []
 
 
@@ -322,37 +304,39 @@ async def test_downtime_yields_exactly_one_catch_up_run_for_the_newest_missed_du
     repo = Repository(LocalStore(tmp_path / "store"))
     assert repo.claim_schedule("p", sid, utc("2024-05-01T09:00:00"))  # the last run before the runtime stopped
     # Restarted six and a half hours later: 10:00 ... 15:00 were missed.
-    trig, service, clock = scheduler(tmp_path, "2024-05-01T15:30:00", "0 * * * *")
+    trig, runs, clock = scheduler(tmp_path, "2024-05-01T15:30:00", "0 * * * *")
     await trig.tick()
     await trig.tick()
-    assert service.started == [("2024-05-01T15:00:00Z", "2024-05-01T15:30:00Z")]
+    assert runs.started == [("2024-05-01T15:00:00Z", "2024-05-01T15:30:00Z")]
     clock.moment = utc("2024-05-01T16:00:00")
     await trig.tick()
-    assert service.started[1:] == [("2024-05-01T16:00:00Z", "2024-05-01T16:00:00Z")]
+    assert runs.started[1:] == [("2024-05-01T16:00:00Z", "2024-05-01T16:00:00Z")]
 
 
 async def test_a_due_time_claimed_by_another_replica_is_not_run_again(tmp_path):
     sid = schedule_id({"schedule": "0 * * * *", "timezone": "UTC"})
-    trig, service, clock = scheduler(tmp_path, "2024-05-01T10:30:00", "0 * * * *")
+    trig, runs, clock = scheduler(tmp_path, "2024-05-01T10:30:00", "0 * * * *")
     await trig.tick()
-    assert trig.service.repo.claim_schedule("p", sid, utc("2024-05-01T11:00:00"))  # the other replica was first
+    assert trig.claims.claim_schedule("p", sid, utc("2024-05-01T11:00:00"))  # the other replica was first
     clock.moment = utc("2024-05-01T11:00:05")
     await trig.tick()
     clock.moment = utc("2024-05-01T12:00:05")
     await trig.tick()
-    assert service.started == [("2024-05-01T12:00:00Z", "2024-05-01T12:00:05Z")]
+    assert runs.started == [("2024-05-01T12:00:00Z", "2024-05-01T12:00:05Z")]
 
 
 async def test_a_schedule_published_while_running_starts_from_now(tmp_path):
-    trig, service, clock = scheduler(tmp_path, "2024-05-01T10:30:00", "0 * * * *")
-    service.catalog = {}
+    clock = FakeClock(utc("2024-05-01T10:30:00"))
+    runs = FakeRuns(clock)
+    products: dict[str, tuple[dict[str, Any], ...]] = {}
+    trig = Triggers(newest_of(products), runs, Repository(LocalStore(tmp_path / "store")), clock=clock)
     await trig.tick()  # the scheduler has ticked once with nothing to run
-    service.catalog = {"p": SimpleNamespace(latest=1, specs={1: SimpleNamespace(triggers=({"schedule": "0 * * * *"},))})}
+    products["p"] = ({"schedule": "0 * * * *"},)
     await trig.tick()
-    assert service.started == []
+    assert runs.started == []
     clock.moment = utc("2024-05-01T11:00:00")
     await trig.tick()
-    assert service.started == [("2024-05-01T11:00:00Z", "2024-05-01T11:00:00Z")]
+    assert runs.started == [("2024-05-01T11:00:00Z", "2024-05-01T11:00:00Z")]
 
 
 # loops ---------------------------------------------------------------------------------------
@@ -442,7 +426,7 @@ def test_the_lineage_graph_has_an_edge_per_subscription_and_marks_unpublished_so
         "clean": [*on("raw"), *on("raw", outcome="failed")],
         "alerts": [{"schedule": "* * * * *"}],
     }
-    assert lineage(subs) == {
+    assert lineage_graph(subs) == {
         "nodes": [
             {"name": "alerts", "published": True},
             {"name": "clean", "published": True},
@@ -458,7 +442,7 @@ def test_the_lineage_graph_has_an_edge_per_subscription_and_marks_unpublished_so
 
 
 def test_the_lineage_of_an_empty_catalog_is_empty():
-    assert lineage({}) == {"nodes": [], "edges": []}
+    assert lineage_graph({}) == {"nodes": [], "edges": []}
 
 
 # $event mapping ------------------------------------------------------------------------------
