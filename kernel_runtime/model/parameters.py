@@ -138,8 +138,10 @@ def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell
     type_comment, help_text = (found["type"] or "", found["help"].strip()) if found else ("", "")
     try:
         default = ast.literal_eval(stmt.value)
-    except ValueError:
-        problems.append(problem(f"Parameter {name!r}: default {text!r} is not a literal value.", cell_index))
+    except (ValueError, TypeError, RecursionError, MemoryError) as exc:
+        # TypeError: a literal that cannot be built, such as {[1]: 2} (a list as a dict key).
+        why = "is not a literal value" if isinstance(exc, ValueError) else f"cannot be evaluated ({type(exc).__name__}: {exc})"
+        problems.append(problem(f"Parameter {name!r}: default {text!r} {why}.", cell_index))
         return None
     reason = jsontext.check(default)
     if reason is not None:

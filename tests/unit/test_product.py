@@ -129,6 +129,7 @@ def test_a_notebook_without_parameters_cell_has_no_parameters():
         ("x = foo", "default 'foo' is not a literal value"),
         ("x = len('a')", "is not a literal value"),
         ("x: set = {1}", "its default holds a set, which is not a JSON value"),
+        ("x = {[1]: 2}", "default '{[1]: 2}' cannot be evaluated (TypeError"),
         ("x: Any = 1", "type 'Any' is not one of"),
         ("x: int = 'a'", "default 'a' is not a int"),
         ("x: int = 1.5", "default 1.5 is not a int"),
