@@ -59,14 +59,15 @@ export class Publisher {
       const error =
         reason instanceof ApiError ? reason : new ApiError(0, String(reason));
       const count = error.problems.length;
-      Notification.update({
-        id,
-        type: 'error',
-        autoClose: false,
-        message: count
+      // A new notification, not an update of the "Publishing…" one: JupyterLab drops an update that
+      // arrives before that toast is on screen (seen on a loaded machine), and the outcome is lost.
+      Notification.dismiss(id);
+      Notification.error(
+        count
           ? `${name} was not published: ${count} problem${count > 1 ? 's' : ''} (nothing was stored).`
-          : `${name} was not published: ${error.message}`
-      });
+          : `${name} was not published: ${error.message}`,
+        { autoClose: false }
+      );
       if (count) {
         markProblems(panel, error.problems);
         await showProblems(panel, name, error);
@@ -85,11 +86,9 @@ export class Publisher {
     const curl = curlCommand(runtimeUrl, product.name, product.parameters, tokenRequired);
     const url = invokeUrl(runtimeUrl, product.name);
     // Toasts show about 140 characters, so the curl is one click away rather than cut off.
-    Notification.update({
-      id,
-      type: 'success',
+    Notification.dismiss(id);
+    Notification.success(`Published ${product.name} version ${product.version}.\nInvoke: POST ${url}`, {
       autoClose: false,
-      message: `Published ${product.name} version ${product.version}.\nInvoke: POST ${url}`,
       actions: [
         {
           label: 'Show curl',
