@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..model.parameters import MAX_ITEMS, MAX_STRING
 from ..model.product import NAME_RE, ProductSpec
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
+from ..model.run_errors import ename_schema
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ SCHEMAS: dict[str, Any] = {
     "RunError": {
         "type": "object",
         "required": ["ename", "evalue", "traceback"],
-        "properties": {"ename": {"type": "string"}, "evalue": {"type": "string"}, "traceback": {"type": "array", "items": {"type": "string"}}},
+        "properties": {"ename": ename_schema(), "evalue": {"type": "string"}, "traceback": {"type": "array", "items": {"type": "string"}}},
     },
     "Run": {
         "type": "object",
