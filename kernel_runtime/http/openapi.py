@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import ERROR_TYPE
 from ..model.parameters import MAX_ITEMS, MAX_STRING
 from ..model.product import NAME_RE, ProductSpec
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
@@ -71,8 +72,8 @@ TOPIC = _path_param("topic", TOPIC_PATTERN, "Event topic.")
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}, "details": {"type": "array"}},
+        "required": ["error", "type"],
+        "properties": {"error": {"type": "string"}, "details": {"type": "array"}, "type": ERROR_TYPE},
     },
     "RunError": {
         "type": "object",
