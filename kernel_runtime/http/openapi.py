@@ -15,7 +15,6 @@ import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ERROR_TYPE
-from ..model.parameters import MAX_ITEMS, MAX_STRING
 from ..model.product import NAME_RE, ProductSpec
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
 from ..model.run_errors import ename_schema
@@ -246,21 +245,8 @@ FIXED_PATHS: dict[str, Any] = {
 }
 
 
-def bounded(schema: dict[str, Any]) -> dict[str, Any]:
-    """A parameter's schema with the bounds validate_parameters enforces at the top level."""
-    out = dict(schema)
-    if out.get("type") == "string":
-        out["maxLength"] = MAX_STRING
-    elif out.get("type") == "array":
-        out["maxItems"] = MAX_ITEMS
-    elif out.get("type") == "object":
-        out["maxProperties"] = MAX_ITEMS
-    return out
-
-
 def invoke_path(spec: ProductSpec, product: dict[str, Any]) -> dict[str, Any]:
-    body = spec.parameters_schema()
-    body["properties"] = {name: bounded(schema) for name, schema in body["properties"].items()}
+    body = spec.parameters_schema()  # the schema the runtime enforces, bounds included
     summary = spec.title or f"Invoke {spec.name}"
     return {
         "post": {
