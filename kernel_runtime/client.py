@@ -2,7 +2,9 @@
 
 ``url`` defaults to ``NBMESH_URL`` (else http://127.0.0.1:8765) and ``token``
 to ``NBMESH_TOKEN``. HTTP errors come back as the same typed exceptions the
-runtime raised; a run that failed raises :class:`RunFailed` carrying the run.
+runtime raised, found by the error body's ``type`` (the status only says which
+kind when a body has no type nbmesh knows); a run that failed raises
+:class:`RunFailed` carrying the run.
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ from typing import Any
 import httpx
 
 from .errors import (
+    BODY_TYPES,
     Forbidden,
     InvalidNotebook,
-    InvalidParameters,
     InvalidRequest,
     NbmeshError,
     NotFound,
     PayloadTooLarge,
-    QueueFull,
     RunFailed,
     Unauthorized,
     UnsupportedMediaType,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+# Only for a body without a known ``type`` (a proxy's page, an older runtime): the statuses that
+# one class alone answers with; any other status (422, 503, ...) raises the root NbmeshError.
 _BY_STATUS: dict[int, type[NbmeshError]] = {
     400: InvalidRequest,
     401: Unauthorized,
@@ -36,8 +39,6 @@ _BY_STATUS: dict[int, type[NbmeshError]] = {
     404: NotFound,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
-    422: InvalidParameters,
-    503: QueueFull,
 }
 
 
@@ -71,10 +72,7 @@ class Client:
         body = _json(response)
         if response.status_code in (500, 504) and "run_id" in body:
             return response  # a failed or timed-out run answers with its record
-        cls = _BY_STATUS.get(response.status_code, NbmeshError)
-        if method == "PUT" and response.status_code == 422:
-            cls = InvalidNotebook
-        raise cls(body.get("error") or f"HTTP {response.status_code} from {path}", body.get("details"))
+        raise error_of(response.status_code, body, path)
 
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/healthz").json()
@@ -135,6 +133,13 @@ class Client:
 
     def emit(self, topic: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._request("POST", f"/api/events/{topic}", json=payload or {}).json()
+
+
+def error_of(status: int, body: dict[str, Any], path: str) -> NbmeshError:
+    """The exception an error answer stands for: the class its body's ``type`` names, else its status's."""
+    kind = body.get("type")
+    cls = (BODY_TYPES.get(kind) if isinstance(kind, str) else None) or _BY_STATUS.get(status, NbmeshError)
+    return cls(body.get("error") or f"HTTP {status} from {path}", body.get("details"))
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Every error the runtime raises on purpose derives from :class:`NbmeshError`.
 The HTTP status each one maps to lives in one table in :mod:`kernel_runtime.http.app`;
-this module only says what went wrong.
+this module only says what went wrong. An error body names its class in ``type``
+(:data:`BODY_TYPES`), so a client raises the same class without guessing from the status.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class NbmeshError(Exception):
         body: dict[str, Any] = {"error": self.message}
         if self.details:
             body["details"] = self.details
+        # The class name is the machine-readable type: renaming a class changes the API.
+        body["type"] = type(self).__name__
         return body
 
 
@@ -63,6 +66,14 @@ class Forbidden(NbmeshError):
 
 class UnsupportedMediaType(NbmeshError):
     """A request that changes something without declaring a JSON (or multipart publish) body."""
+
+
+class MethodNotAllowed(NbmeshError):
+    """A route asked with a method it does not answer."""
+
+
+class InternalError(NbmeshError):
+    """A bug: the runtime failed unexpectedly; its log has the traceback."""
 
 
 class InvalidConfig(NbmeshError):
@@ -115,6 +126,25 @@ class RunFailed(NbmeshError):
     def __init__(self, message: str, run: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.run = run or {}
+
+
+def _body_types() -> dict[str, type[NbmeshError]]:
+    found: dict[str, type[NbmeshError]] = {}
+    classes: list[type[NbmeshError]] = [NbmeshError]
+    while classes:
+        cls = classes.pop()
+        found[cls.__name__] = cls
+        classes.extend(cls.__subclasses__())
+    del found[RunFailed.__name__]  # the client's own: no body carries it
+    return found
+
+
+# Every class an error body's ``type`` may name, by that name; and that field's JSON Schema.
+BODY_TYPES: dict[str, type[NbmeshError]] = _body_types()
+ERROR_TYPE: dict[str, Any] = {
+    "enum": sorted(BODY_TYPES),
+    "description": "The error's class in kernel_runtime.errors: a client maps it back to its exception.",
+}
 
 
 def quoted(value: object, limit: int = 60) -> str:

@@ -15,6 +15,8 @@ import httpx
 import psutil
 import pytest
 
+from kernel_runtime.client import Client
+from kernel_runtime.errors import KernelError, KernelUnavailable
 from tests.conftest import ROOT, Runtime, free_port, invoke, publish, settled_pool, unique, wait_for
 
 TOKEN = f"token-{os.urandom(8).hex()}"
@@ -292,6 +294,7 @@ def test_kernels_that_cannot_start_fail_runs_fast_with_503(fresh_runtime):
         name = publish(http, ECHO)
         r = http.post(f"/api/products/{name}/invoke", json={}, timeout=10)
         assert r.status_code == 503, r.text
+        assert r.json()["type"] == "KernelUnavailable"
         error = r.json()["error"]
         # Why, in the kernel's own last words (an import that cannot map its library, here).
         assert "none can be started now" in error and "its last output:" in error, error
@@ -300,6 +303,10 @@ def test_kernels_that_cannot_start_fail_runs_fast_with_503(fresh_runtime):
         # Starting is retried, with backoff, for as long as it fails.
         wait_for(lambda: rt.log.read_text().count("starting a kernel failed (attempt 2)") >= 1, 30, "a retry")
         assert pool(http)["starting"] >= 1
+    # The Python client raises what the runtime raised, not what a 503 usually is (a full queue).
+    with Client(rt.url) as nbmesh, pytest.raises(KernelError) as info:
+        nbmesh.run(name)
+    assert type(info.value) is KernelUnavailable and "none can be started now" in info.value.message
 
 
 def test_the_runtime_dying_takes_its_kernels_along(fresh_runtime):

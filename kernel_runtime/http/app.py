@@ -23,8 +23,10 @@ from ..errors import (
     Forbidden,
     InvalidNotebook,
     InvalidParameters,
+    InternalError,
     InvalidRequest,
     KernelError,
+    MethodNotAllowed,
     NbmeshError,
     NotFound,
     PayloadTooLarge,
@@ -49,6 +51,7 @@ STATUS: dict[type[NbmeshError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    MethodNotAllowed: 405,
     VersionConflict: 409,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
@@ -56,6 +59,7 @@ STATUS: dict[type[NbmeshError], int] = {
     InvalidParameters: 422,
     UnacceptableJSON: 422,
     CorruptRecord: 500,
+    InternalError: 500,
     KernelError: 503,
     QueueFull: 503,
     StoreUnavailable: 503,
@@ -171,7 +175,7 @@ async def _nbmesh_error(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Even a bug answers with the contract's error body, never a bare text page.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": f"The runtime failed unexpectedly: {type(exc).__name__}: {exc}"}, status_code=500)
+    return error_response(InternalError(f"The runtime failed unexpectedly: {type(exc).__name__}: {exc}"))
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -179,7 +183,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": f"Method {request.method} is not allowed on {request.url.path}."}, status_code=405)
+    return error_response(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
 
 
 def create_app(

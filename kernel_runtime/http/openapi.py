@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..model.parameters import MAX_ITEMS, MAX_STRING
+from ..errors import ERROR_TYPE
 from ..model.product import NAME_RE, ProductSpec
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT
+from ..model.run_errors import ename_schema
 from ..version import __version__
 
 if TYPE_CHECKING:
@@ -70,13 +71,13 @@ TOPIC = _path_param("topic", TOPIC_PATTERN, "Event topic.")
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}, "details": {"type": "array"}},
+        "required": ["error", "type"],
+        "properties": {"error": {"type": "string"}, "details": {"type": "array"}, "type": ERROR_TYPE},
     },
     "RunError": {
         "type": "object",
         "required": ["ename", "evalue", "traceback"],
-        "properties": {"ename": {"type": "string"}, "evalue": {"type": "string"}, "traceback": {"type": "array", "items": {"type": "string"}}},
+        "properties": {"ename": ename_schema(), "evalue": {"type": "string"}, "traceback": {"type": "array", "items": {"type": "string"}}},
     },
     "Run": {
         "type": "object",
@@ -244,21 +245,8 @@ FIXED_PATHS: dict[str, Any] = {
 }
 
 
-def bounded(schema: dict[str, Any]) -> dict[str, Any]:
-    """A parameter's schema with the bounds validate_parameters enforces at the top level."""
-    out = dict(schema)
-    if out.get("type") == "string":
-        out["maxLength"] = MAX_STRING
-    elif out.get("type") == "array":
-        out["maxItems"] = MAX_ITEMS
-    elif out.get("type") == "object":
-        out["maxProperties"] = MAX_ITEMS
-    return out
-
-
 def invoke_path(spec: ProductSpec, product: dict[str, Any]) -> dict[str, Any]:
-    body = spec.parameters_schema()
-    body["properties"] = {name: bounded(schema) for name, schema in body["properties"].items()}
+    body = spec.parameters_schema()  # the schema the runtime enforces, bounds included
     summary = spec.title or f"Invoke {spec.name}"
     return {
         "post": {

@@ -1,21 +1,27 @@
-"""A product's parameters: the JSON types they may have, the parameters cell read into them, value bounds.
+"""A product's parameters: the JSON types they may have, the parameters cell read into them, their rules.
 
-The parameters cell is read in papermill's convention (CONTRACT section 1), with Python's own
-parser and tokenizer: papermill's line regex cuts a line at a ``#`` inside a string and skips
-a line holding a second ``=``. A value a caller sends is bounded in depth, string length and item count
-(CONTRACT section 6) before anything runs.
+The parameters cell is read in papermill's convention (docs/reference/notebook-format.md), with
+Python's own parser and tokenizer: papermill's line regex cuts a line at a ``#`` inside a string and
+skips a line holding a second ``=``. The rules a caller's values must meet are one JSON Schema per
+product version, compiled once (:class:`ParameterRules`): the same schema ``/openapi.json`` publishes
+is the one enforced, behind a guard that bounds every value in depth, string length and item count
+before anything looks inside it (docs/reference/notebook-format.md, "Parameters").
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import io
+import json
 import math
 import re
 import sys
 import tokenize
 from dataclasses import dataclass
 from typing import Any
+
+import jsonschema
 
 from .. import jsontext
 
@@ -27,7 +33,6 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "list": (list,),
     "dict": (dict,),
 }
-_LARGEST_FLOAT = int(sys.float_info.max)
 _ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
 # A definition's trailing comment, as papermill reads it: an optional type comment, then the help.
 _COMMENT_RE = re.compile(r"#\s*(?:type:\s*(?P<type>\S*)\s*)?(?P<help>.*)", re.DOTALL)
@@ -45,15 +50,57 @@ JSON_SCHEMA_TYPES = {
 }
 
 
+# The part of those bounds a JSON Schema can state: at the top level of a value.
+_TOP_LEVEL_BOUNDS = {"str": {"maxLength": MAX_STRING}, "list": {"maxItems": MAX_ITEMS}, "dict": {"maxProperties": MAX_ITEMS}}
+JSON_SCHEMA_TYPES = {
+    "int": "integer",
+    "float": "number",
+    "str": "string",
+    "bool": "boolean",
+    "list": "array",
+    "dict": "object",
+}
+
+
+def _is_number(checker: Any, value: Any) -> bool:
+    # JSON has no NaN or Infinity; a Python caller could still pass them.
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Draft 2020-12 with "number" meaning a finite one. Its "integer" is JSON Schema's: any number
+# without a fractional part, 1.0 included (such a value becomes an int, see ParameterRules.resolve).
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _is_number),
+)
+
+
+def type_schema(type_name: str) -> dict[str, Any]:
+    """The JSON Schema of a parameter type: the one statement of what each type accepts."""
+    schema: dict[str, Any] = {"type": JSON_SCHEMA_TYPES[type_name]}
+    if type_name == "float":
+        # An int too large for a float is a number, but float() of it would overflow.
+        schema.update(minimum=-sys.float_info.max, maximum=sys.float_info.max)
+    return schema
+
+
+_TYPE_CHECKS = {name: _Validator(type_schema(name)) for name in PARAM_TYPES}
+
+
 def is_type(value: Any, type_name: str) -> bool:
-    """Whether ``value`` is acceptable for a parameter of ``type_name``."""
-    if isinstance(value, bool) and type_name != "bool":
-        return False
-    if isinstance(value, float) and not math.isfinite(value):
-        return False
-    if type_name == "float" and isinstance(value, int) and abs(value) > _LARGEST_FLOAT:
-        return False  # float() of it would overflow
-    return isinstance(value, PARAM_TYPES[type_name])
+    """Whether ``value`` is acceptable for a parameter of ``type_name`` (a default, a trigger's value)."""
+    return _TYPE_CHECKS[type_name].is_valid(value)
+
+
+def as_type(value: Any, type_name: str) -> Any:
+    """An accepted value as the parameter's Python type: 2 for a float is 2.0, 1.0 for an int is 1."""
+    if type_name == "float":
+        return float(value)
+    if type_name == "int" and isinstance(value, float):
+        return int(value)
+    return value
 
 
 def type_of(value: Any) -> str | None:
@@ -83,10 +130,76 @@ class Parameter:
         return out
 
     def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": JSON_SCHEMA_TYPES[self.type], "default": self.default}
+        """Its type's schema with the bounds a schema can state (the guard in front applies them at every depth)."""
+        schema = {**type_schema(self.type), **_TOP_LEVEL_BOUNDS.get(self.type, {}), "default": self.default}
         if self.help:
             schema["description"] = self.help
         return schema
+
+
+class ParameterRules:
+    """The rules of one product version's parameters: its invoke body's JSON Schema, compiled once.
+
+    :meth:`problems` checks a caller's values with it, behind the bounds guard, and says each
+    problem in one sentence naming the parameter; :meth:`resolve` overlays accepted values on the
+    defaults.
+    """
+
+    def __init__(self, parameters: dict[str, Parameter]) -> None:
+        self.parameters = parameters
+        self.schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {name: p.json_schema() for name, p in parameters.items()},
+            "additionalProperties": False,
+        }
+        self._validator = _Validator(self.schema)
+        self._known = ", ".join(parameters) or "none"
+
+    def problems(self, values: dict[str, Any]) -> list[dict[str, Any]]:
+        """One ``{"parameter", "message"}`` per problem parameter, in the order the caller gave them."""
+        found: dict[str, str] = {}
+        for key, value in values.items():
+            # In front of the schema: a hostile value is measured iteratively before any validator sees it.
+            if key in self.parameters and (excess := out_of_bounds(value)) is not None:
+                found[key] = f"Parameter {key!r} {excess}."
+        checked = {k: v for k, v in values.items() if k not in found} if found else values
+        for error in self._validator.iter_errors(checked):
+            if error.validator == "additionalProperties":
+                for key in checked:
+                    if key not in self.parameters:
+                        found.setdefault(key, f"Unknown parameter {key!r}; known parameters: {self._known}.")
+            else:
+                key = error.path[0]
+                found.setdefault(key, self._message(key, error))
+        return [{"parameter": key, "message": found[key]} for key in values if key in found]
+
+    def _message(self, key: str, error: jsonschema.ValidationError) -> str:
+        if error.validator in ("type", "minimum", "maximum"):
+            value = error.instance
+            return f"Parameter {key!r} must be {self.parameters[key].type}, got {_json_type(value)} {_short(value)}."
+        # Any other keyword is a top-level bound, which the guard in front has already said in its words.
+        return f"Parameter {key!r}: {error.message}."
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The full parameter set of a run: the defaults overlaid with ``values`` (already without problems)."""
+        resolved = {name: p.default for name, p in self.parameters.items()}
+        for key, value in values.items():
+            resolved[key] = as_type(value, self.parameters[key].type)
+        return resolved
+
+    def published(self) -> dict[str, Any]:
+        """The schema for a document to embed: a copy, so no one can change the compiled rules."""
+        return copy.deepcopy(self.schema)
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, Parameter]:
@@ -176,9 +289,7 @@ def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell
         if not is_type(default, type_name):
             problems.append(problem(f"Parameter {name!r}: default {text} is not a {type_name}.", cell_index))
             return None
-    if type_name == "float":
-        default = float(default)
-    return Parameter(name=name, type=type_name, default=default, help=help_text)
+    return Parameter(name=name, type=type_name, default=as_type(default, type_name), help=help_text)
 
 
 def _annotation_base(node: ast.expr | str) -> str | None:

@@ -9,7 +9,6 @@ parameters and result against the spec. The parameters cell itself is read by
 from __future__ import annotations
 
 import ast
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 from .. import jsontext
 from ..errors import InvalidNotebook, InvalidParameters, InvalidRequest, MalformedJSON, UnacceptableJSON, quoted
-from .parameters import Parameter, is_type, out_of_bounds, parse_parameters, problem
+from .parameters import Parameter, ParameterRules, out_of_bounds, parse_parameters, problem
 
 # Matched whole (fullmatch) and as ASCII: "$" alone would let "p\n" through, and str.isdigit() takes "²".
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.ASCII)
@@ -59,17 +58,18 @@ class ProductSpec:
     output_schema: dict[str, Any] | None = None
     kernel_name: str = "python3"
     _validator: Any = field(default=None, compare=False, repr=False)
+    # Compiled here, once per loaded version: an invocation only runs it.
+    parameter_rules: ParameterRules = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parameter_rules", ParameterRules(self.parameters))
 
     def parameters_json(self) -> dict[str, Any]:
         return {name: p.to_json() for name, p in self.parameters.items()}
 
     def parameters_schema(self) -> dict[str, Any]:
-        """The JSON Schema of an invoke body for this product."""
-        return {
-            "type": "object",
-            "properties": {name: p.json_schema() for name, p in self.parameters.items()},
-            "additionalProperties": False,
-        }
+        """The JSON Schema of an invoke body for this product: the one :func:`validate_parameters` enforces."""
+        return self.parameter_rules.published()
 
 
 def is_name(value: Any) -> bool:
@@ -287,37 +287,10 @@ def validate_parameters(spec: ProductSpec, values: Any) -> dict[str, Any]:
             f"Parameters must be a JSON object, got {type(values).__name__}.",
             [problem("The request body must be an object like {\"region\": \"EU\"}.")],
         )
-    problems = []
-    resolved = {name: p.default for name, p in spec.parameters.items()}
-    for key, value in values.items():
-        param = spec.parameters.get(key)
-        if param is None:
-            known = ", ".join(spec.parameters) or "none"
-            problems.append({"parameter": key, "message": f"Unknown parameter {key!r}; known parameters: {known}."})
-        elif not is_type(value, param.type):
-            problems.append(
-                {
-                    "parameter": key,
-                    "message": f"Parameter {key!r} must be {param.type}, got {_json_type(value)} {_short(value)}.",
-                }
-            )
-        elif (excess := out_of_bounds(value)) is not None:
-            problems.append({"parameter": key, "message": f"Parameter {key!r} {excess}."})
-        else:
-            resolved[key] = float(value) if param.type == "float" else value
+    problems = spec.parameter_rules.problems(values)
     if problems:
         raise InvalidParameters(f"Invalid parameters for product {spec.name!r}.", problems)
-    return resolved
-
-
-def _json_type(value: Any) -> str:
-    names = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return spec.parameter_rules.resolve(values)
 
 
 def contract_violation(spec: ProductSpec, result: Any) -> str | None:

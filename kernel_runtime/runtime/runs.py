@@ -22,6 +22,7 @@ from ..errors import ExecutionTimeout, KernelError, KernelUnavailable, NbmeshErr
 from ..kernels import protocol, record
 from ..kernels.pool import KernelPool
 from ..model.product import ProductSpec, contract_violation, parse_ref, validate_parameters
+from ..model.run_errors import RunError
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, new_run_id, now_iso
 from ..store.repository import Repository
 from .catalog import Catalog
@@ -83,11 +84,7 @@ class Runs:
                 reason = "was queued for a product no longer published"
             run.status = FAILED
             run.finished_at = now_iso()
-            run.error = {
-                "ename": "RuntimeStopped",
-                "evalue": f"The runtime stopped while this run {reason}; it was not completed.",
-                "traceback": [],
-            }
+            run.error = RunError.stopped_while(reason).to_json()
             await asyncio.to_thread(self.repo.save_run, run, None, indexed=True)
 
     def start_workers(self, count: int) -> None:
@@ -135,10 +132,9 @@ class Runs:
 
     def refuse(self, name: str, version: int, params: dict[str, Any], trigger: dict[str, Any], exc: NbmeshError) -> Run:
         """Record a triggered run that could not be queued as failed, so no trigger vanishes silently."""
-        reasons = [d.get("message", str(d)) if isinstance(d, dict) else str(d) for d in exc.details]
         run = Run(run_id=new_run_id(), product=name, version=version, parameters=dict(params), trigger=dict(trigger))
         run.status, run.finished_at = FAILED, now_iso()
-        run.error = {"ename": type(exc).__name__, "evalue": " ".join([exc.message, *reasons]), "traceback": []}
+        run.error = RunError.refused(exc).to_json()
         self._finish(run, None, indexed=False)
         return run
 
@@ -161,17 +157,13 @@ class Runs:
                 await self._execute(run, spec, indexed=True)
             except asyncio.CancelledError:
                 run.status, run.finished_at = FAILED, now_iso()
-                run.error = {
-                    "ename": "RuntimeStopped",
-                    "evalue": f"The runtime stopped and this run did not finish within the {self.grace:g} s grace period.",
-                    "traceback": [],
-                }
+                run.error = RunError.stopped_after_grace(self.grace).to_json()
                 self._finish(run, None, indexed=True)
                 raise
             except Exception as exc:  # a bad record must not stop the worker
                 log.exception("background run %s could not run", run.run_id)
                 run.status, run.finished_at = FAILED, now_iso()
-                run.error = {"ename": type(exc).__name__, "evalue": str(exc), "traceback": []}
+                run.error = RunError.unexpected(exc).to_json()
                 self._finish(run, None, indexed=True)
             finally:
                 self._busy.discard(task)
@@ -192,17 +184,17 @@ class Runs:
                 run.warm = lease.warm
                 setup = lease.kernel.setup_report
                 if setup is not None and setup.error is not None:
-                    run.status, run.error = FAILED, _setup_failure(setup.error)
+                    run.status, run.error = FAILED, RunError.setup_failed(setup.error).to_json()
                 else:
                     report = await self.pool.call(lease.kernel, protocol.run, run.parameters, timeout=spec.timeout)
                     _settle(run, spec, report)
         except ExecutionTimeout as exc:
             run.status = TIMED_OUT
-            run.error = {"ename": "Timeout", "evalue": f"{exc.message} (product timeout {spec.timeout:g} s)", "traceback": []}
+            run.error = RunError.timed_out(exc.message, spec.timeout).to_json()
         except KernelUnavailable:
             raise  # no kernel can be started: the caller gets a 503 now rather than a failed run
         except KernelError as exc:  # KernelDied, KernelTampered, ...: the pool has replaced the kernel
-            run.status, run.error = FAILED, {"ename": type(exc).__name__, "evalue": exc.message, "traceback": []}
+            run.status, run.error = FAILED, RunError.kernel_failed(exc).to_json()
         run.duration_ms = round((time.perf_counter() - t0) * 1000, 3)
         run.finished_at = now_iso()
         self._finish(run, lambda: record.record_notebook(spec, run.parameters, setup, report, run.to_json()), indexed)
@@ -274,14 +266,6 @@ def _settle(run: Run, spec: ProductSpec, report: protocol.Report) -> None:
     violation = contract_violation(spec, report.result)
     if violation is not None:
         run.status = FAILED
-        run.error = {"ename": "ContractViolation", "evalue": violation, "traceback": []}
+        run.error = RunError.broke_contract(violation).to_json()
         return
     run.status, run.result = SUCCEEDED, report.result
-
-
-def _setup_failure(error: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "ename": error["ename"],
-        "evalue": f"A setup cell failed while preparing the kernel: {error['evalue']}",
-        "traceback": error.get("traceback", []),
-    }

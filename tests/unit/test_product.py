@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
+import jsonschema
 import nbformat
 import pytest
 
 from kernel_runtime.errors import InvalidNotebook, InvalidParameters, InvalidRequest
+from kernel_runtime.model import parameters
 from kernel_runtime.model.parameters import MAX_DEPTH, MAX_ITEMS, MAX_STRING, Parameter
 from kernel_runtime.model.product import (
     check_name,
@@ -62,6 +66,7 @@ def parameter_problems(source: str) -> list[str]:
         ("x = {'a': [1]}", Parameter("x", "dict", {"a": [1]})),
         ("x: int = 3", Parameter("x", "int", 3)),
         ("x: float = 3", Parameter("x", "float", 3.0)),  # an int default of a float is a float
+        ("x: int = 1.0", Parameter("x", "int", 1)),  # a number without a fraction is an int, as at invocation
         ("x: str = 'a'", Parameter("x", "str", "a")),
         ("x: bool = False", Parameter("x", "bool", False)),
         ("x: list = []", Parameter("x", "list", [])),
@@ -108,12 +113,13 @@ def test_parameters_keep_the_order_of_the_cell_and_their_json_forms():
         "limit": {"type": "int", "default": 10},
         "ratio": {"type": "float", "default": 1.0},
     }
+    # The schema the runtime enforces, with the bounds JSON Schema can state at the top level.
     assert spec.parameters_schema() == {
         "type": "object",
         "properties": {
-            "region": {"type": "string", "default": "EU", "description": "the sales region"},
+            "region": {"type": "string", "maxLength": MAX_STRING, "default": "EU", "description": "the sales region"},
             "limit": {"type": "integer", "default": 10},
-            "ratio": {"type": "number", "default": 1.0},
+            "ratio": {"type": "number", "minimum": -sys.float_info.max, "maximum": sys.float_info.max, "default": 1.0},
         },
         "additionalProperties": False,
     }
@@ -317,6 +323,9 @@ DEFAULTS = {"n": 1, "ratio": 0.5, "flag": False, "name": "x", "items": [], "opts
         ({"n": 5}, {"n": 5}),
         ({"n": -(2**80)}, {"n": -(2**80)}),
         ({"ratio": 2}, {"ratio": 2.0}),  # an int for a float is fine and becomes a float
+        ({"n": 1.0}, {"n": 1}),  # JSON Schema's integer: a number without a fraction, and it becomes an int
+        ({"n": 1e3}, {"n": 1000}),
+        ({"ratio": 2**1000}, {"ratio": float(2**1000)}),
         ({"ratio": 1e-300}, {"ratio": 1e-300}),
         ({"flag": True}, {"flag": True}),
         ({"name": ""}, {"name": ""}),
@@ -327,14 +336,15 @@ DEFAULTS = {"n": 1, "ratio": 0.5, "flag": False, "name": "x", "items": [], "opts
 def test_valid_values_overlay_the_defaults(spec, values, changed):
     resolved = validate_parameters(spec, values)
     assert resolved == {**DEFAULTS, **changed}
-    assert type(resolved["ratio"]) is float
+    assert type(resolved["ratio"]) is float and type(resolved["n"]) is int
 
 
 @pytest.mark.parametrize(
     "key, value, message",
     [
         ("n", True, "Parameter 'n' must be int, got bool true."),
-        ("n", 1.0, "Parameter 'n' must be int, got float 1.0."),
+        ("n", 1.5, "Parameter 'n' must be int, got float 1.5."),
+        ("ratio", 2**1024, "Parameter 'ratio' must be float, got int 1797693134862315907729305190789024733...."),
         ("n", "1", "Parameter 'n' must be int, got str \"1\"."),
         ("n", None, "Parameter 'n' must be int, got null null."),
         ("ratio", False, "Parameter 'ratio' must be float, got bool false."),
@@ -409,6 +419,34 @@ def test_values_past_the_bounds_are_refused(spec, key, value, fragment):
         validate_parameters(spec, {key: value})
     assert [d["parameter"] for d in info.value.details] == [key]
     assert fragment in info.value.details[0]["message"]
+
+
+JSON_VALUES = [0, 1, -(2**80), 1.0, 1e3, 1.5, 2**1024, True, None, "", "1", "x" * (MAX_STRING + 1), [], [0] * (MAX_ITEMS + 1), {}, {"a": [1]}]
+
+
+@pytest.mark.parametrize("key", [*DEFAULTS, "unknown"])
+def test_the_published_schema_is_the_rule_enforced(spec, key):
+    """Any JSON Schema 2020-12 validator given the published schema answers as the runtime does."""
+    published = jsonschema.Draft202012Validator(spec.parameters_schema())
+    for value in JSON_VALUES:
+        try:
+            validate_parameters(spec, {key: value})
+            accepted = True
+        except InvalidParameters:
+            accepted = False
+        assert published.is_valid({key: value}) is accepted, (key, value)
+
+
+def test_the_schema_is_compiled_once_per_version_not_per_request(spec, monkeypatch):
+    compiled = []
+    real = parameters._Validator
+    monkeypatch.setattr(parameters, "_Validator", lambda schema: compiled.append(schema) or real(schema))
+    for values in ({}, {"n": 2}, {"n": "x"}):
+        with contextlib.suppress(InvalidParameters):
+            validate_parameters(spec, values)
+    assert compiled == []
+    spec_with("n: int = 1")
+    assert len(compiled) == 1
 
 
 # contract_violation ---------------------------------------------------------------------------------------
