@@ -1,6 +1,6 @@
 """The Python client of CONTRACT section 7, over httpx.
 
-``url`` defaults to ``NBMESH_URL`` (else http://127.0.0.1:8765) and ``token``
+``url`` defaults to ``NBMESH_URL`` (else :data:`~kernel_runtime.settings.DEFAULT_URL`) and ``token``
 to ``NBMESH_TOKEN``. HTTP errors come back as the same typed exceptions the
 runtime raised; a run that failed raises :class:`RunFailed` carrying the run.
 """
@@ -27,8 +27,8 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .settings import DEFAULT_URL
 
-DEFAULT_URL = "http://127.0.0.1:8765"
 _BY_STATUS: dict[int, type[NbmeshError]] = {
     400: InvalidRequest,
     401: Unauthorized,

@@ -36,6 +36,7 @@ from ..errors import (
     VersionConflict,
 )
 from ..runtime.service import Service
+from ..settings import DEFAULT_HOST
 from .access import OPEN, PRINCIPAL, Access
 from .metrics import Metrics
 from .openapi import OpenAPI
@@ -185,7 +186,7 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 def create_app(
     service: Service,
     access: Access | None = None,
-    host: str = "127.0.0.1",
+    host: str = DEFAULT_HOST,
     allowed_origins: Iterable[str] = (),
     on_kernel_ready=None,
 ) -> Starlette:
