@@ -189,7 +189,7 @@ def resolve(settings: PoolSettings, passed_env: dict[str, str]) -> Sandbox:
     if mode == "none":
         log.warning("--sandbox none: product code runs unconfined, with the runtime's user and files.")
         return replace(contained, kind="none")
-    problem = _probe(contained)
+    problem = _probe(contained, settings.start_timeout)
     if problem is None:
         return contained
     if mode == "bwrap":
@@ -202,14 +202,14 @@ def resolve(settings: PoolSettings, passed_env: dict[str, str]) -> Sandbox:
     return replace(contained, kind="none")
 
 
-def _probe(sandbox: Sandbox) -> str | None:
+def _probe(sandbox: Sandbox, timeout: float) -> str | None:
     """Why the sandbox cannot start a kernel's interpreter, or None when it can."""
     if shutil.which("bwrap") is None:
         return "bwrap is not installed"
     with tempfile.TemporaryDirectory(prefix="nbmesh-probe-") as probe_dir:
         cmd = sandbox.command([sys.executable, "-c", "import kernel_runtime.kernels.runner"], probe_dir)
         try:
-            done = subprocess.run(cmd, env=sandbox.popen_env(), capture_output=True, text=True, timeout=60)
+            done = subprocess.run(cmd, env=sandbox.popen_env(), capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"the probe failed: {exc}"
     if done.returncode != 0:
