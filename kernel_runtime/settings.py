@@ -129,6 +129,7 @@ class StoreSettings:
     write_retry: Backoff = setting(
         factory=lambda: Backoff(0.5, 10.0), doc="waits between retried writes of a finished run while the store is down"
     )
+    publish_attempts: int = setting(20, "tries to take the next version number while other publishes race for it", at_least=1)
     s3_connect_timeout: float = setting(2.0, "seconds to connect to S3 (short: a store that is down is a prompt 503)", at_least=0)
     s3_read_timeout: float = setting(10.0, "seconds to wait for an S3 answer", at_least=0)
     s3_attempts: int = setting(3, "attempts of one S3 call (boto3's standard retry mode)", at_least=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from kernel_runtime.errors import InvalidRequest, StoreUnavailable
+from kernel_runtime.errors import InvalidRequest, StoreUnavailable, VersionConflict
 from kernel_runtime.kernels.sandbox import resolve
 from kernel_runtime.runtime.writer import Writer
 from kernel_runtime.settings import (
@@ -22,6 +22,8 @@ from kernel_runtime.settings import (
     least,
     reference,
 )
+from kernel_runtime.store import LocalStore
+from kernel_runtime.store.repository import Repository
 from kernel_runtime.store.s3 import S3Store
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "settings.md"
@@ -199,3 +201,30 @@ def test_other_s3_errors_are_not_retried():
     with pytest.raises(StoreUnavailable, match="could not create k"):
         s3(client).create("k", b"x")
     assert client.puts == 1
+
+
+# the version-number race of a publish ---------------------------------------------------------
+class RacedStore(LocalStore):
+    """A folder where another publisher takes each version number just before this one, ``races`` times."""
+
+    def __init__(self, root: Path, races: int) -> None:
+        super().__init__(root)
+        self.races = races
+
+    def create(self, key: str, data: bytes) -> bool:
+        if self.races and key.startswith("products/"):
+            self.races -= 1
+            super().create(key, data)  # the other publisher's write lands first
+        return super().create(key, data)
+
+
+def test_a_publish_that_loses_the_race_takes_the_next_number(tmp_path):
+    repo = Repository(RacedStore(tmp_path, races=2), publish_attempts=3)
+    assert repo.add_version("p", {"cells": []}).version == 3
+    assert repo.versions("p") == [1, 2, 3]
+
+
+def test_a_publish_that_loses_every_race_is_a_version_conflict(tmp_path):
+    repo = Repository(RacedStore(tmp_path, races=3), publish_attempts=3)
+    with pytest.raises(VersionConflict, match="3 other publishes raced it"):
+        repo.add_version("p", {"cells": []})
