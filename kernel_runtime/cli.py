@@ -1,4 +1,4 @@
-"""The ``nbmesh`` command line (CONTRACT section 4), built with typer and rich.
+"""The ``nbmesh`` command line (docs/reference/cli.md), built with typer and rich.
 
 Client commands talk to a runtime over HTTP through :class:`Client`; ``serve``
 runs one. Any nbmesh error ends the command with one clear line on stderr and

@@ -1,4 +1,4 @@
-"""The Python client of CONTRACT section 7, over httpx.
+"""The Python client (README.md, "The Python client") of the HTTP API, over httpx.
 
 ``url`` defaults to ``NBMESH_URL`` (else :data:`~kernel_runtime.settings.DEFAULT_URL`) and ``token``
 to ``NBMESH_TOKEN``. HTTP errors come back as the same typed exceptions the

@@ -1,4 +1,4 @@
-"""The `nbmesh` command line (CONTRACT section 4) against a real runtime."""
+"""The `nbmesh` command line (docs/reference/cli.md) against a real runtime."""
 
 from __future__ import annotations
 

@@ -351,7 +351,7 @@ def _is_zombie(pid: int) -> bool:
 
 
 def to_json(value: Any, _depth: int = 0) -> Any:
-    """``value`` as plain JSON types, per the contract's result rules; TypeError names what cannot be."""
+    """``value`` as plain JSON types, per docs/reference/notebook-format.md, "Result"; TypeError names what cannot be."""
     if _depth > 100:
         raise TypeError("The result is nested more than 100 levels deep.")
     if value is None or isinstance(value, (bool, str)):

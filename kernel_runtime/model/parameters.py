@@ -1,9 +1,9 @@
 """A product's parameters: the JSON types they may have, the parameters cell read into them, value bounds.
 
-The parameters cell is read in papermill's convention (CONTRACT section 1), with Python's own
+The parameters cell is read in papermill's convention (docs/reference/notebook-format.md, "Parameters"), with Python's own
 parser and tokenizer: papermill's line regex cuts a line at a ``#`` inside a string and skips
 a line holding a second ``=``. A value a caller sends is bounded in depth, string length and item count
-(CONTRACT section 6) before anything runs.
+(docs/security.md, "Inputs") before anything runs.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _LARGEST_FLOAT = int(sys.float_info.max)
 _ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
 # A definition's trailing comment, as papermill reads it: an optional type comment, then the help.
 _COMMENT_RE = re.compile(r"#\s*(?:type:\s*(?P<type>\S*)\s*)?(?P<help>.*)", re.DOTALL)
-# Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
+# Bounds on one parameter value (docs/reference/notebook-format.md, "Limits"); the 1 MiB body limit bounds the total.
 MAX_DEPTH = 32
 MAX_STRING = 65536  # characters in any string, dict keys included
 MAX_ITEMS = 10000  # elements of any list, entries of any dict
