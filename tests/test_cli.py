@@ -95,10 +95,7 @@ def test_serve_takes_any_setting_with_set(fresh_runtime):
     ],
 )
 def test_a_bad_setting_stops_serve_with_one_line(tmp_path, args, message):
-    proc = subprocess.run(
-        [sys.executable, "-m", "kernel_runtime", "serve", "--store", str(tmp_path), "--port", str(free_port()), *args],
-        capture_output=True, text=True, timeout=60,
-    )
+    proc = cli("serve", "--store", str(tmp_path), "--port", str(free_port()), *args, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
