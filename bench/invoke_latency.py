@@ -343,13 +343,15 @@ def bench_cold(stack: contextlib.ExitStack, workdir: Path, rounds: int) -> dict[
 
 async def kernel_starts(count: int) -> dict[str, Any]:
     """How long the runtime takes to start one kernel (sandboxed, as it starts spares)."""
-    from kernel_runtime.kernels.pool import KernelPool, PoolSettings
+    from kernel_runtime.kernels.pool import KernelPool
     from kernel_runtime.kernels.sandbox import resolve
+    from kernel_runtime.settings import PoolSettings
 
-    contained = await asyncio.to_thread(resolve, "auto", {})  # probed once, outside the timing
+    settings = PoolSettings(size=0, spares=1)
+    contained = await asyncio.to_thread(resolve, settings, {})  # probed once, outside the timing
     samples = []
     for _ in range(count):
-        pool = KernelPool(PoolSettings(size=0, spares=1, sandbox=contained))
+        pool = KernelPool(settings, contained)
         t0 = time.perf_counter()
         await pool.start()
         samples.append(time.perf_counter() - t0)

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -58,8 +59,8 @@ def serve_instrumented(store: str, port: int) -> None:
 
     from kernel_runtime.http.app import create_app
     from kernel_runtime.kernels import protocol, record
-    from kernel_runtime.kernels.pool import PoolSettings
     from kernel_runtime.runtime import service
+    from kernel_runtime.settings import PoolSettings, Settings
     from kernel_runtime.store import repository
     from kernel_runtime.store.repository import Repository
     from kernel_runtime.store import open_store
@@ -117,7 +118,7 @@ def serve_instrumented(store: str, port: int) -> None:
     timed(record, "record_notebook", "after_answer_record_notebook (event loop)", is_async=False, switch="notebook")
     timed(repository.Repository, "save_run", "after_answer_save_run (thread)", is_async=False, switch="save")
 
-    app = create_app(service.Service(Repository(open_store(store)), service.Settings(pool=PoolSettings(size=1))))
+    app = create_app(service.Service(Repository(open_store(store)), Settings(pool=PoolSettings(size=1))))
 
     async def reply(send: Any, status: int, body: bytes = b"") -> None:
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
@@ -184,15 +185,25 @@ async def runner_vs_plain(calls: int, workdir: str) -> dict[str, list[float]]:
     """One warm kernel, prepared exactly as the pool prepares it, also sent the floor's plain code."""
     from kernel_runtime.kernels import protocol
     from kernel_runtime.model.product import load_spec, read_notebook
+    from kernel_runtime.settings import PoolSettings
+
+    pool = PoolSettings()
 
     spec = load_spec(read_notebook(json.dumps(il.product_notebook())), il.PRODUCT)
     # FloorKernel runs this interpreter, so the kernel can import nbmesh's runner as the pool's kernels do.
     kernel = il.FloorKernel("ipc", workdir)
     await kernel.start()
     try:
-        await protocol.prepare(kernel.km, kernel.kc, spec, 8 * 1024 * 1024, timeout=30)
+        seal = protocol.Seal("", 1)
+        await protocol.prepare(kernel.km, kernel.kc, spec, pool.max_output, timeout=30, seal=seal, poll=pool.poll_interval)
+        runs = itertools.count(2)
+
+        def run_once():
+            seal = protocol.Seal("", next(runs))
+            return protocol.run(kernel.km, kernel.kc, {"x": il.X}, timeout=30, seal=seal, poll=pool.poll_interval)
+
         subjects = {
-            "nbmesh runner: __nbmesh__.run(params)": lambda: protocol.run(kernel.km, kernel.kc, {"x": il.X}, timeout=30),
+            "nbmesh runner: __nbmesh__.run(params)": run_once,
             "plain code, as the floor sends it": kernel.execute,
         }
         out: dict[str, list[float]] = {name: [] for name in subjects}

@@ -1,4 +1,4 @@
-"""The ``nbmesh`` command line (CONTRACT section 4), built with typer and rich.
+"""The ``nbmesh`` command line (docs/reference/cli.md), built with typer and rich.
 
 Client commands talk to a runtime over HTTP through :class:`Client`; ``serve``
 runs one. Any nbmesh error ends the command with one clear line on stderr and
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +20,17 @@ from rich.table import Table
 
 from .errors import NbmeshError
 from .http.security import is_loopback
+from .settings import (
+    DEFAULT_URL,
+    MIB,
+    HttpSettings,
+    PoolSettings,
+    RunSettings,
+    Settings,
+    StoreSettings,
+    TriggerSettings,
+    least,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -30,7 +40,8 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-UrlOption = typer.Option(None, "--url", help="Runtime URL (default: NBMESH_URL, else http://127.0.0.1:8765).")
+DEFAULTS = Settings()
+UrlOption = typer.Option(None, "--url", help=f"Runtime URL (default: NBMESH_URL, else {DEFAULT_URL}).")
 TokenOption = typer.Option(None, "--token", help="Bearer token (default: NBMESH_TOKEN).")
 # -p KEY VALUE pairs are read from the extra arguments: typer has no repeatable two-value option.
 PAIRS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -90,23 +101,25 @@ def _parse_pairs(args: list[str], types: dict[str, str] | None = None) -> dict[s
 
 @app.command()
 def serve(
-    store: Optional[str] = typer.Option(None, "--store", help="Store: a folder or s3://bucket/prefix (default: NBMESH_STORE, else .nbmesh/store)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8765, "--port"),
-    pool_size: int = typer.Option(os.cpu_count() or 2, "--pool-size", min=1, help="Kernels that may serve products (default: CPU count)."),
-    spare_kernels: int = typer.Option(1, "--spare-kernels", min=0, help="Started kernels kept for products whose kernel is not warm."),
-    sandbox: str = typer.Option("auto", "--sandbox", help="Kernel sandbox: auto (bubblewrap if it works, else none), bwrap, none."),
+    store: str = typer.Option(DEFAULTS.store.url, "--store", envvar="NBMESH_STORE", help="Store: a folder or s3://bucket/prefix."),
+    host: str = typer.Option(DEFAULTS.http.host, "--host"),
+    port: int = typer.Option(DEFAULTS.http.port, "--port"),
+    pool_size: int = typer.Option(DEFAULTS.pool.size, "--pool-size", min=least("pool.size"), help="Kernels that may serve products (default: CPU count)."),
+    spare_kernels: int = typer.Option(DEFAULTS.pool.spares, "--spare-kernels", min=least("pool.spares"), help="Started kernels kept for products whose kernel is not warm."),
+    sandbox: str = typer.Option(DEFAULTS.pool.sandbox, "--sandbox", help="Kernel sandbox: auto (bubblewrap if it works, else none), bwrap, none."),
     kernel_env: list[str] = typer.Option([], "--kernel-env", help="Pass this variable of the runtime's environment to kernels (repeatable)."),
     kernel_workdir: Optional[Path] = typer.Option(None, "--kernel-workdir", help="A folder every kernel sees read-only as its working directory."),
     token: Optional[str] = typer.Option(None, "--token", envvar="NBMESH_TOKEN", help="Require a bearer token; this one may do everything."),
     access: Optional[Path] = typer.Option(None, "--access", envvar="NBMESH_ACCESS", metavar="FILE", help="Principals file: who may publish, invoke and emit what (docs/security.md)."),
     allowed_origin: Optional[list[str]] = typer.Option(None, "--allowed-origin", metavar="ORIGIN", help="Without a token, also answer web pages of this origin (JupyterLab's), e.g. http://localhost:8888. Repeatable."),
     kernel_memory: Optional[int] = typer.Option(None, "--kernel-memory", help="Per-kernel memory limit in MiB."),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Kernels one product may use at once (default: pool size - 1, at least 1)."),
-    keep_runs: Optional[int] = typer.Option(None, "--keep-runs", min=1, help="Keep only each product's newest N runs in the store (default: all)."),
-    grace: float = typer.Option(30.0, "--grace", min=0, help="Seconds running runs get to finish on SIGTERM."),
-    queue_size: int = typer.Option(1000, "--queue-size", min=1, help="Background runs that may wait; beyond it 503."),
-    catalog_sync: float = typer.Option(10.0, "--catalog-sync", min=0.1, help="Seconds between re-reads of the store's catalog (replicas sharing a store)."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=least("runs.max_concurrency"), help="Kernels one product may use at once (default: pool size - 1, at least 1)."),
+    keep_runs: Optional[int] = typer.Option(None, "--keep-runs", min=least("store.keep_runs"), help="Keep only each product's newest N runs in the store (default: all)."),
+    grace: float = typer.Option(DEFAULTS.runs.grace, "--grace", min=least("runs.grace"), help="Seconds running runs get to finish on SIGTERM."),
+    queue_size: int = typer.Option(DEFAULTS.runs.queue_size, "--queue-size", min=least("runs.queue_size"), help="Background runs that may wait; beyond it 503."),
+    catalog_sync: float = typer.Option(DEFAULTS.store.catalog_sync, "--catalog-sync", min=least("store.catalog_sync"), help="Seconds between re-reads of the store's catalog (replicas sharing a store)."),
+    clock_file: Optional[str] = typer.Option(None, "--clock-file", envvar="NBMESH_CLOCK_FILE", help="Read the schedules' now from this file (one ISO-8601 instant); for tests and demos."),
+    assignments: list[str] = typer.Option([], "--set", metavar="SECTION.NAME=VALUE", help="Any other setting (docs/reference/settings.md), e.g. pool.start_timeout=90. Repeatable."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:
     """Run the runtime: a pool of warm kernels behind the HTTP API."""
@@ -114,70 +127,61 @@ def serve(
 
     from .http.access import Access
     from .http.app import create_app
-    from .kernels.pool import PoolSettings
-    from .store.repository import Repository
+    from .http.security import parse_origin
+    from .http.server import Server
     from .kernels.sandbox import kernel_env as passed_env
     from .kernels.sandbox import resolve as resolve_sandbox
-    from .runtime.service import Service, Settings
-    from .http.security import parse_origin
+    from .runtime.service import Service
     from .store import open_store
+    from .store.repository import Repository
 
+    # The one place settings are read: options (and their environment variables), then --set.
+    settings = _run_cli(lambda: Settings(
+        pool=PoolSettings(
+            size=pool_size,
+            spares=spare_kernels,
+            sandbox=sandbox,
+            kernel_env=tuple(kernel_env),
+            kernel_workdir=str(kernel_workdir.resolve()) if kernel_workdir else None,
+            kernel_memory=kernel_memory * MIB if kernel_memory else None,
+        ),
+        runs=RunSettings(queue_size=queue_size, max_concurrency=max_concurrency, grace=grace),
+        store=StoreSettings(url=store, keep_runs=keep_runs, catalog_sync=catalog_sync),
+        triggers=TriggerSettings(clock_file=clock_file),
+        http=HttpSettings(host=host, port=port),
+    ).override(assignments).checked())
+    host = settings.http.host
     if not token and not access and not is_loopback(host):
         fail(f"Refusing to serve on {host} without a token: pass --token or --access (or set NBMESH_TOKEN or NBMESH_ACCESS).")
     principals = _run_cli(lambda: Access.configure(token, access))
     origins = _run_cli(lambda: [parse_origin(origin) for origin in allowed_origin or []])
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
-    blob_store = _run_cli(lambda: open_store(store))
-    if kernel_workdir is not None and not kernel_workdir.is_dir():
-        fail(f"--kernel-workdir {kernel_workdir} is not a folder.")
-    workdir = str(kernel_workdir.resolve()) if kernel_workdir else None
-    contained = _run_cli(lambda: resolve_sandbox(sandbox, passed_env(kernel_env), workdir))
-    settings = Settings(
-        pool=PoolSettings(
-            size=pool_size,
-            spares=spare_kernels,
-            kernel_memory=kernel_memory * 1024 * 1024 if kernel_memory else None,
-            sandbox=contained,
-        ),
-        max_concurrency=max_concurrency,
-        keep_runs=keep_runs,
-        grace=grace,
-        queue_size=queue_size,
-        catalog_sync=catalog_sync,
-        # Tests and demos move the schedules' clock through this file; read here, where the runtime is wired.
-        clock_file=os.environ.get("NBMESH_CLOCK_FILE"),
-    )
-    service = Service(Repository(blob_store), settings)
+    blob_store = _run_cli(lambda: open_store(settings.store))
+    workdir = settings.pool.kernel_workdir
+    if workdir is not None and not Path(workdir).is_dir():
+        fail(f"--kernel-workdir {workdir} is not a folder.")
+    contained = _run_cli(lambda: resolve_sandbox(settings.pool, passed_env(settings.pool.kernel_env)))
+    service = Service(Repository(blob_store, settings.store.publish_attempts), settings, sandbox=contained)
     ready = [0]
 
-    kernels = pool_size + spare_kernels
+    kernels = settings.pool.size + settings.pool.spares
 
     def on_kernel_ready(kernel) -> None:
         ready[0] += 1
         err.print(f"[cyan]kernel {ready[0]}/{kernels} started[/]", highlight=False)
 
-    err.print(f"nbmesh: store {blob_store.url}, starting {kernels} kernel(s) ({spare_kernels} spare)…", highlight=False)
+    def on_started() -> None:
+        callers = f"{len(principals.by_digest)} principal(s)" if principals else "no token, loopback callers only"
+        where = f"http://{host}:{settings.http.port}"
+        err.print(f"[bold green]nbmesh answers on {where}[/] ({len(service.catalog)} product(s); {callers})", highlight=False)
+
+    err.print(f"nbmesh: store {blob_store.url}, starting {kernels} kernel(s) ({settings.pool.spares} spare)…", highlight=False)
     application = create_app(service, principals, host=host, allowed_origins=origins, on_kernel_ready=on_kernel_ready)
-    # uvicorn stops listening on SIGTERM, gives in-flight requests the grace period, then runs the
-    # lifespan shutdown (Service.stop), which gives background runs what is left of it.
-    config = uvicorn.Config(application, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=grace)
-    server = uvicorn.Server(config)
-    original = server.startup
-
-    async def startup(sockets=None) -> None:
-        await original(sockets)
-        if server.started:
-            callers = f"{len(principals.by_digest)} principal(s)" if principals else "no token, loopback callers only"
-            err.print(f"[bold green]nbmesh answers on http://{host}:{port}[/] ({len(service.catalog)} product(s); {callers})", highlight=False)
-
-    original_shutdown = server.shutdown
-
-    async def shutdown(sockets=None) -> None:
-        service.begin_stop()
-        await original_shutdown(sockets)
-
-    server.startup = startup  # type: ignore[method-assign]
-    server.shutdown = shutdown  # type: ignore[method-assign]
+    config = uvicorn.Config(
+        application, host=host, port=settings.http.port, log_level="warning", lifespan="on",
+        timeout_graceful_shutdown=settings.runs.grace,
+    )
+    server = Server(config, service, on_started)
     server.run()
     if not server.started:
         raise typer.Exit(1)

@@ -1,6 +1,6 @@
-"""The Python client of CONTRACT section 7, over httpx.
+"""The Python client (README.md, "The Python client") of the HTTP API, over httpx.
 
-``url`` defaults to ``NBMESH_URL`` (else http://127.0.0.1:8765) and ``token``
+``url`` defaults to ``NBMESH_URL`` (else :data:`~kernel_runtime.settings.DEFAULT_URL`) and ``token``
 to ``NBMESH_TOKEN``. HTTP errors come back as the same typed exceptions the
 runtime raised, found by the error body's ``type`` (the status only says which
 kind when a body has no type nbmesh knows); a run that failed raises
@@ -28,8 +28,8 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .settings import DEFAULT_URL
 
-DEFAULT_URL = "http://127.0.0.1:8765"
 # Only for a body without a known ``type`` (a proxy's page, an older runtime): the statuses that
 # one class alone answers with; any other status (422, 503, ...) raises the root NbmeshError.
 _BY_STATUS: dict[int, type[NbmeshError]] = {

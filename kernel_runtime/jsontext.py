@@ -1,14 +1,14 @@
 """JSON text at the runtime's borders: strict where data comes in, lossy where a kernel reports.
 
 Everything nbmesh reads (request bodies, notebooks, store records) goes through :func:`loads`, which
-takes only what JSON (RFC 8259) and the contract allow: UTF-8 text (a leading byte order mark is
+takes only what JSON (RFC 8259) and docs/security.md ("Inputs") allow: UTF-8 text (a leading byte order mark is
 ignored), no NaN or Infinity (a number too large for a float counts as Infinity), no lone surrogate,
 no key twice in one object, integers of at most 4300 digits (Python's own bound). Text that is not
 JSON is a :class:`MalformedJSON` (400); JSON that nbmesh refuses is an :class:`UnacceptableJSON`
 (422) naming where, as a JSON Pointer.
 
 A kernel's report is product *output*: :func:`loads_report` keeps it whole, with NaN and
-±Infinity as null and text that is not valid Unicode repaired with U+FFFD, as the contract asks of
+±Infinity as null and text that is not valid Unicode repaired with U+FFFD, as docs/reference/notebook-format.md ("Result") asks of
 results and printed text. :func:`dumps` is how records are written; it refuses what :func:`loads`
 would refuse when reading them back, so the store never holds a record nbmesh cannot read.
 """

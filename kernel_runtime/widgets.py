@@ -1,4 +1,4 @@
-"""An ipywidgets form that invokes a data product (contract section 7).
+"""An ipywidgets form that invokes a data product (README.md, "In JupyterLab").
 
 ``product_form("sales-summary")`` reads the product's parameter schema from the
 runtime and shows one widget per parameter, of the right kind for its type, an

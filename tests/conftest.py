@@ -23,9 +23,9 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from kernel_runtime.http.app import create_app
-from kernel_runtime.kernels.pool import PoolSettings
 from kernel_runtime.store.repository import Repository
-from kernel_runtime.runtime.service import Service, Settings
+from kernel_runtime.runtime.service import Service
+from kernel_runtime.settings import PoolSettings, Settings
 from kernel_runtime.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent

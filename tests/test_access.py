@@ -1,4 +1,4 @@
-"""CONTRACT section 6 on real runtimes: principals and their rights on every route (401 vs 403),
+"""docs/security.md, "Who may do what", on real runtimes: principals and their rights on every route (401 vs 403),
 filtered listings, no takeover of another owner's product, emit rights, `nbmesh token`, a bad
 access file, and the cross-site rules of the no-token loopback default."""
 

@@ -1,4 +1,4 @@
-"""The `nbmesh` command line (CONTRACT section 4) against a real runtime."""
+"""The `nbmesh` command line (docs/reference/cli.md) against a real runtime."""
 
 from __future__ import annotations
 
@@ -77,3 +77,25 @@ def test_list_and_runs(runtime, notebook_file):
     assert listed.returncode == 0 and name in listed.stdout
     runs = nbmesh("runs", name, "--limit", "5", url=runtime.url)
     assert runs.returncode == 0 and "succeeded" in runs.stdout
+
+
+def test_serve_takes_any_setting_with_set(fresh_runtime):
+    rt = fresh_runtime("--pool-size", "1", "--set", "pool.spares=0", "--set", "runs.queue_size=7")
+    with rt.client() as http:
+        pool = http.get("/healthz").json()["pool"]
+    assert (pool["size"], pool["spare_target"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "pool.nope=1"], "error: --set pool.nope: there is no such setting."),
+        (["--set", "pool.start_timeout=soon"], "error: --set pool.start_timeout: 'soon' is not a number."),
+        (["--set", "pool.size=0"], "error: --pool-size must be at least 1, got 0."),
+    ],
+)
+def test_a_bad_setting_stops_serve_with_one_line(tmp_path, args, message):
+    proc = cli("serve", "--store", str(tmp_path), "--port", str(free_port()), *args, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[0].startswith(message), proc.stderr
+    assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())

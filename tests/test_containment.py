@@ -1,4 +1,4 @@
-"""CONTRACT section 6, "Product code is contained": each attack of issue 9, made from product code
+"""docs/security.md, "Containment of product code": each attack of issue 9, made from product code
 against a real runtime whose kernels run in bubblewrap, and what stops it.
 
 The runtimes below run with a token (also in their environment, with a store credential), and pass

@@ -1,4 +1,4 @@
-"""Every core route of CONTRACT section 3 with its status codes and error shapes, on a real server
+"""Every core route of docs/reference/http-api.md with its status codes and error shapes, on a real server
 (the answers to bad requests alone are in test_api_shapes.py, in-process)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Publish-time validation and parameter checks (CONTRACT sections 1-2), without a kernel."""
+"""Publish-time validation and parameter checks (docs/reference/notebook-format.md), without a kernel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hardened inputs (CONTRACT sections 1 and 6), on a real `nbmesh serve`.
+"""Hardened inputs (docs/security.md, "Inputs"), on a real `nbmesh serve`.
 
 Each bad input gets a clear 400/404/422 and leaves nothing behind; every read route stays 200,
 also after a restart; results and printed text that JSON cannot hold are kept repaired, not lost;

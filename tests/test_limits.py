@@ -1,4 +1,4 @@
-"""CONTRACT section 6, limits: a product that eats memory, floods output or leaves processes behind
+"""docs/operations.md, "Limits": a product that eats memory, floods output or leaves processes behind
 costs only its own run; parameter values are bounded; one product cannot hold every kernel."""
 
 from __future__ import annotations

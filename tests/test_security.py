@@ -1,4 +1,4 @@
-"""CONTRACT section 6 on a real server: the bearer token on every route, body limits, the loopback
+"""docs/reference/http-api.md "Auth", "Body limits", on a real server: the bearer token on every route, body limits, the loopback
 rule, and schemathesis fuzzing every operation of the server's own /openapi.json."""
 
 from __future__ import annotations

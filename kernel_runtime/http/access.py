@@ -1,4 +1,4 @@
-"""Who may do what (CONTRACT section 6): the principals of ``--access FILE``, their tokens' digests
+"""Who may do what (docs/security.md, "Who may do what"): the principals of ``--access FILE``, their tokens' digests
 and their rights.
 
 The file is read and checked once, when ``nbmesh serve`` starts; a bad file stops the start with

@@ -1,4 +1,4 @@
-"""The HTTP API of CONTRACT section 3, as a declarative Starlette app: its gate, errors and wiring.
+"""The HTTP API (docs/reference/http-api.md), as a declarative Starlette app: its gate, errors and wiring.
 
 Who the caller is, and on the open loopback default what a web page may not
 send, is settled before any handler (:mod:`.routes`) by :class:`Gate`. Every
@@ -38,6 +38,7 @@ from ..errors import (
     VersionConflict,
 )
 from ..runtime.service import Service
+from ..settings import DEFAULT_HOST
 from .access import OPEN, PRINCIPAL, Access
 from .metrics import Metrics
 from .openapi import OpenAPI
@@ -91,7 +92,7 @@ async def _discard(message: Any) -> None:
 
 
 class Gate:
-    """Who is calling, settled before any handler runs (CONTRACT section 6).
+    """Who is calling, settled before any handler runs (docs/reference/http-api.md, "Auth", "Cross-site rules").
 
     With principals (``--token`` and/or ``--access``) every route but /healthz needs a known bearer
     token, else 401; the handlers then check the caller's right on what they touch (403). Without
@@ -173,7 +174,7 @@ async def _nbmesh_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    # Even a bug answers with the contract's error body, never a bare text page.
+    # Even a bug answers with the error body (docs/reference/http-api.md, "Errors"), never a bare text page.
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(InternalError(f"The runtime failed unexpectedly: {type(exc).__name__}: {exc}"))
 
@@ -189,7 +190,7 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 def create_app(
     service: Service,
     access: Access | None = None,
-    host: str = "127.0.0.1",
+    host: str = DEFAULT_HOST,
     allowed_origins: Iterable[str] = (),
     on_kernel_ready=None,
 ) -> Starlette:

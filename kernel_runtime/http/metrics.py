@@ -1,4 +1,4 @@
-"""``GET /metrics``: the runtime in Prometheus text format (CONTRACT section 3).
+"""``GET /metrics``: the runtime in Prometheus text format (docs/operations.md, "Observability").
 
 Runs are counted as they finish (:meth:`Metrics.observe` is one of the
 runtime's run-finished hooks): the invoke path pays one counter increment and

@@ -1,4 +1,4 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 description of the runtime (CONTRACT section 3).
+"""``GET /openapi.json``: an OpenAPI 3.1 description of the runtime (docs/reference/http-api.md, "`GET /openapi.json`").
 
 The fixed routes are described once, here; each published product adds one
 typed invoke path, ``POST /api/products/<name>/invoke``, whose request body

@@ -4,9 +4,9 @@ Product code that writes to fd 1/2 directly (``os.write(1, ...)``, C libraries, 
 bypasses the runner's capture. Each kernel gets its own pipes for them; every line read is
 logged by ``nbmesh.kernel`` as ``[kernel 3 sales@2 stdout] text``: marked with the kernel, the
 product version it serves and the stream, control characters escaped, at most
-:data:`MAX_LINE` characters. So a product cannot write a line that reads as the runtime's own.
-A flood costs neither memory (the pipe is read in fixed chunks and discarded as it goes) nor
-the log's sanity: past :data:`LINES_PER_WINDOW` lines in :data:`WINDOW` seconds a kernel's lines
+``settings.pool.log.line_chars`` characters. So a product cannot write a line that reads as the
+runtime's own. A flood costs neither memory (the pipe is read in fixed chunks and discarded as it
+goes) nor the log's sanity: past ``log.lines`` lines in ``log.window`` seconds a kernel's lines
 are counted, not logged, and the count is logged once the window ends.
 """
 
@@ -19,12 +19,9 @@ import os
 import time
 from typing import Callable
 
-log = logging.getLogger("nbmesh.kernel")
+from ..settings import KernelLogSettings
 
-MAX_LINE = 2000  # characters of one logged line; the rest is cut
-LINES_PER_WINDOW = 200
-WINDOW = 10.0  # seconds
-TAIL = 5  # last lines kept to explain a kernel that failed to start
+log = logging.getLogger("nbmesh.kernel")
 
 
 def escape(text: str) -> str:
@@ -42,7 +39,7 @@ class _Stream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         lines = (self.partial + data).split(b"\n")
         self.partial = lines.pop()
-        if len(self.partial) > MAX_LINE * 4:  # a line without end: log what came so far, keep nothing
+        if len(self.partial) > self.output.settings.line_chars * 4:  # a line without end: log what came so far, keep nothing
             lines.append(self.partial)
             self.partial = b""
         for line in lines:
@@ -59,9 +56,10 @@ class _Stream(asyncio.Protocol):
 class KernelOutput:
     """The stdout and stderr pipes of one kernel process, read by the event loop as data arrives."""
 
-    def __init__(self, label: Callable[[], str]) -> None:
+    def __init__(self, label: Callable[[], str], settings: KernelLogSettings) -> None:
         self.label = label
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL)
+        self.settings = settings
+        self.tail: collections.deque[str] = collections.deque(maxlen=settings.tail)
         self._window_start = time.monotonic()
         self._logged = 0
         self._dropped = 0
@@ -105,14 +103,15 @@ class KernelOutput:
 
     def line(self, stream: str, raw: bytes) -> None:
         text = escape(raw.decode("utf-8", "replace"))
-        if len(text) > MAX_LINE:
-            text = f"{text[:MAX_LINE]}… ({len(text) - MAX_LINE} more characters)"
+        cut = self.settings.line_chars
+        if len(text) > cut:
+            text = f"{text[:cut]}… ({len(text) - cut} more characters)"
         self.tail.append(text)
         now = time.monotonic()
-        if now - self._window_start >= WINDOW:
+        if now - self._window_start >= self.settings.window:
             self.flush_dropped()
             self._window_start, self._logged = now, 0
-        if self._logged >= LINES_PER_WINDOW:
+        if self._logged >= self.settings.lines:
             self._dropped += 1
             return
         self._logged += 1
@@ -121,5 +120,5 @@ class KernelOutput:
     def flush_dropped(self) -> None:
         if self._dropped:
             log.warning("[kernel %s] %d more lines of output were not logged (over %d lines in %g s)",
-                        self.label(), self._dropped, LINES_PER_WINDOW, WINDOW)
+                        self.label(), self._dropped, self.settings.lines, self.settings.window)
             self._dropped = 0

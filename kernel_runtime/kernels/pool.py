@@ -34,32 +34,24 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
+import zmq
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
 from ..model.product import ProductSpec
+from ..settings import PoolSettings
 from . import protocol
 from .output import KernelOutput
-from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox, resolve
+from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox, kernel_env, resolve
 
 log = logging.getLogger("nbmesh.pool")
 
 STARTING, IDLE, BUSY, DEAD = "starting", "idle", "busy", "dead"
 KERNEL_NAME = "nbmesh-python"
-
-
-@dataclass
-class PoolSettings:
-    size: int = 2  # kernels that may serve products
-    spares: int = 1  # started kernels kept unclaimed, so switching products never waits for a start
-    start_timeout: float = 60.0
-    interrupt_grace: float = 3.0
-    kernel_memory: int | None = None  # bytes; enforced by rlimit in the kernel process
-    max_output: int = 8 * 1024 * 1024  # bytes of stdout/stderr one run may write
-    sandbox: Sandbox | None = None  # None: resolve("auto") when the pool starts
-    watch_interval: float = 1.0  # seconds between checks that idle kernels are alive
+# What jupyter_client raises when a kernel's process or sockets are gone (or were never there).
+GONE = (OSError, RuntimeError, zmq.ZMQError)
 
 
 @dataclass(eq=False)
@@ -111,10 +103,10 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class KernelPool:
-    def __init__(self, settings: PoolSettings) -> None:
+    def __init__(self, settings: PoolSettings, sandbox: Sandbox | None = None) -> None:
         self.settings = settings
         self.kernels: list[Kernel] = []  # started and answering: idle or busy
-        self.sandbox: Sandbox | None = None
+        self.sandbox = sandbox  # given resolved, or resolved from the settings by start()
         self._cond = asyncio.Condition()
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
@@ -133,7 +125,8 @@ class KernelPool:
     async def start(self, on_ready: Callable[[Kernel], None] | None = None) -> None:
         """Start every kernel and wait for each one's first attempt; those that fail keep retrying."""
         s = self.settings
-        self.sandbox = s.sandbox or await asyncio.to_thread(resolve, "auto", {})
+        if self.sandbox is None:
+            self.sandbox = await asyncio.to_thread(resolve, s, kernel_env(s.kernel_env))
         log.info("kernels run in sandbox: %s", self.sandbox.kind)
         self._on_ready = on_ready
         firsts = [asyncio.get_running_loop().create_future() for _ in range(s.size + s.spares)]
@@ -153,7 +146,7 @@ class KernelPool:
         """Start one kernel, retrying with backoff for as long as it takes (or until the pool closes)."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(KernelError),
-            wait=wait_exponential(multiplier=0.5, max=30),
+            wait=wait_exponential(multiplier=self.settings.start_retry.first, max=self.settings.start_retry.max),
             before_sleep=_log_retry,
             reraise=True,
         )
@@ -196,7 +189,7 @@ class KernelPool:
             connection_file=os.path.join(folder, "connection.json"),
         )
         kernel = Kernel(kid=kid, km=km, folder=folder)
-        kernel.output = KernelOutput(kernel.label)
+        kernel.output = KernelOutput(kernel.label, self.settings.log)
         return kernel
 
     async def _boot(self) -> Kernel:
@@ -220,7 +213,7 @@ class KernelPool:
         except Exception as exc:
             output.close_unused()
             await self._shutdown(kernel)
-            await output.closed(timeout=2)  # its last words explain the failure
+            await output.closed(timeout=self.settings.start_output_wait)  # its last words explain the failure
             why = str(exc) or type(exc).__name__
             if output.tail:
                 why += f"; its last output: {' / '.join(output.tail)}"
@@ -252,13 +245,17 @@ class KernelPool:
         shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     async def _shutdown(self, kernel: Kernel) -> None:
-        if kernel.kc is not None:
-            kernel.kc.stop_channels()
-            kernel.kc = None
-        with contextlib.suppress(Exception):
+        """Kill the kernel's process and remove its folder; a kernel already gone is logged, not raised."""
+        try:
+            if kernel.kc is not None:
+                kernel.kc.stop_channels()
+                kernel.kc = None
             if kernel.km.has_kernel:
                 await kernel.km.shutdown_kernel(now=True)
-        shutil.rmtree(kernel.folder, ignore_errors=True)
+        except GONE as exc:
+            log.warning("kernel %s: shutting it down failed: %s", kernel.label(), exc)
+        finally:
+            shutil.rmtree(kernel.folder, ignore_errors=True)
 
     def _remove(self, kernel: Kernel, why: str, failed: bool) -> None:
         """Take ``kernel`` out of the pool (hold the condition's lock), shut it down and start a spare."""
@@ -400,7 +397,8 @@ class KernelPool:
         """Run a protocol step (prepare, run) on ``kernel``; on death, tampering or timeout, fix the kernel, then re-raise."""
         kernel.seq += 1
         try:
-            report = await step(kernel.km, kernel.kc, *args, timeout=timeout, seal=protocol.Seal(kernel.nonce, kernel.seq))
+            seal = protocol.Seal(kernel.nonce, kernel.seq)
+            report = await step(kernel.km, kernel.kc, *args, timeout=timeout, seal=seal, poll=self.settings.poll_interval)
         except KernelDied:
             await self._drop(kernel, "it died during a run")
             raise
@@ -415,10 +413,12 @@ class KernelPool:
         return report
 
     async def _interrupt(self, kernel: Kernel) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await kernel.km.interrupt_kernel()
-            if await protocol.wait_reply(kernel.km, kernel.kc, self.settings.interrupt_grace):
+            if await protocol.wait_reply(kernel.km, kernel.kc, self.settings.interrupt_grace, self.settings.poll_interval):
                 return
+        except GONE as exc:
+            log.warning("kernel %s: interrupting it failed: %s", kernel.label(), exc)
         await self._drop(kernel, "it did not come back cleanly from an interrupt")
 
     # state ------------------------------------------------------------------

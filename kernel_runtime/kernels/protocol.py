@@ -3,8 +3,8 @@
 Each step is exactly one ``execute_request`` (silent, no history) whose
 answer comes back in the shell reply's ``user_expressions``: no iopub
 traffic is awaited, so an invocation costs one kernel round trip. While
-waiting, the kernel process is polled so a dead kernel is noticed within
-``poll_interval`` instead of at the timeout.
+waiting, the kernel process is polled every ``poll`` seconds
+(``settings.pool.poll_interval``) so a dead kernel is noticed then instead of at the timeout.
 
 Every request carries a sequence number, and the runner's reply must echo it
 with the kernel's nonce (given to the runner when it was installed). A reply
@@ -26,7 +26,6 @@ from .. import jsontext
 from ..errors import ExecutionTimeout, KernelDied, KernelTampered
 from ..model.product import Cell, ProductSpec
 
-POLL_INTERVAL = 0.1
 REPLY_EXPR = "__nbmesh__.reply"
 
 
@@ -48,7 +47,9 @@ class Seal:
     seq: int
 
 
-async def execute(km: AsyncKernelManager, kc: AsyncKernelClient, code: str, timeout: float, seal: Seal) -> Report:
+async def execute(
+    km: AsyncKernelManager, kc: AsyncKernelClient, code: str, timeout: float, seal: Seal, poll: float
+) -> Report:
     """Send ``code`` and read the runner's reply; KernelDied / ExecutionTimeout / KernelTampered on trouble."""
     msg_id = kc.execute(
         code,
@@ -63,7 +64,7 @@ async def execute(km: AsyncKernelManager, kc: AsyncKernelClient, code: str, time
         if remaining <= 0:
             raise ExecutionTimeout(f"The kernel did not finish within {timeout:g} s.")
         try:
-            msg = await kc.get_shell_msg(timeout=min(POLL_INTERVAL, remaining))
+            msg = await kc.get_shell_msg(timeout=min(poll, remaining))
         except Empty:
             if not await km.is_alive():
                 raise KernelDied(_death_message(km)) from None
@@ -72,14 +73,14 @@ async def execute(km: AsyncKernelManager, kc: AsyncKernelClient, code: str, time
             return _parse_reply(msg["content"], seal)
 
 
-async def wait_reply(km: AsyncKernelManager, kc: AsyncKernelClient, timeout: float) -> bool:
+async def wait_reply(km: AsyncKernelManager, kc: AsyncKernelClient, timeout: float, poll: float) -> bool:
     """After an interrupt: whether the pending request's reply arrives within ``timeout``, from a
     runner that kept its footing (an interrupt that lands in the runner's own code, not the
     product's, may have left the namespace half restored)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            msg = await kc.get_shell_msg(timeout=POLL_INTERVAL)
+            msg = await kc.get_shell_msg(timeout=poll)
         except Empty:
             if not await km.is_alive():
                 return False
@@ -129,7 +130,7 @@ def runner_spec(spec: ProductSpec, max_output: int) -> str:
 
 
 async def prepare(
-    km: AsyncKernelManager, kc: AsyncKernelClient, spec: ProductSpec, max_output: int, timeout: float, seal: Seal
+    km: AsyncKernelManager, kc: AsyncKernelClient, spec: ProductSpec, max_output: int, timeout: float, seal: Seal, poll: float
 ) -> Report:
     """Reset the kernel's namespace, install the runner for ``spec`` and run its setup cells.
 
@@ -143,9 +144,11 @@ async def prepare(
         "del _nbmesh_runner\n"
         f"__nbmesh__.setup({seal.seq})\n"
     )
-    return await execute(km, kc, code, timeout, seal)
+    return await execute(km, kc, code, timeout, seal, poll)
 
 
-async def run(km: AsyncKernelManager, kc: AsyncKernelClient, params: dict[str, Any], timeout: float, seal: Seal) -> Report:
+async def run(
+    km: AsyncKernelManager, kc: AsyncKernelClient, params: dict[str, Any], timeout: float, seal: Seal, poll: float
+) -> Report:
     # repr() of the JSON text is a plain string literal: the kernel decodes it as data.
-    return await execute(km, kc, f"__nbmesh__.run({json.dumps(params)!r}, {seal.seq})", timeout, seal)
+    return await execute(km, kc, f"__nbmesh__.run({json.dumps(params)!r}, {seal.seq})", timeout, seal, poll)

@@ -40,7 +40,6 @@ from typing import Any
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import TransformerManager
 
-DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
 # Python turns at most 4300 digits into text (sys.int_max_str_digits): below 2**14284 an int has at most 4300.
 _MAX_INT_BITS = 14284
 
@@ -121,7 +120,7 @@ class Runner:
         spec = json.loads(spec_json)
         self.shell = shell
         self.nonce = nonce
-        self.max_output = int(spec.get("max_output", DEFAULT_MAX_OUTPUT))
+        self.max_output = int(spec["max_output"])  # the runtime's settings.pool.max_output
         self.setup_cells = [_Compiled(c["index"], "setup", c["source"]) for c in spec["setup_cells"]]
         self.run_cells = [_Compiled(c["index"], c["role"], c["source"]) for c in spec["run_cells"]]
         self.baseline: dict[str, Any] = {}
@@ -352,7 +351,7 @@ def _is_zombie(pid: int) -> bool:
 
 
 def to_json(value: Any, _depth: int = 0) -> Any:
-    """``value`` as plain JSON types, per the contract's result rules; TypeError names what cannot be."""
+    """``value`` as plain JSON types, per docs/reference/notebook-format.md, "Result"; TypeError names what cannot be."""
     if _depth > 100:
         raise TypeError("The result is nested more than 100 levels deep.")
     if value is None or isinstance(value, (bool, str)):

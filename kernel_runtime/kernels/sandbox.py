@@ -3,7 +3,7 @@
 With ``bubblewrap`` (Debian's ``bwrap``), a kernel runs in its own PID, IPC and mount namespaces
 on a root filesystem made only of what a kernel needs: the system (``/usr``, ``/etc``, the
 ``/bin``/``/lib`` links) and the Python installation read-only, the ``kernel_runtime`` package
-read-only at a fixed path, a private size-capped ``/tmp`` (its ``HOME`` lives there) and its
+read-only at a fixed path, a private ``/tmp`` capped at ``settings.pool.kernel_tmp`` (its ``HOME`` lives there) and its
 own IPC folder (connection file and sockets). The store, the runtime's working directory and
 other kernels' folders are simply not there. The launcher then drops from root to
 ``nobody`` (see :mod:`kernel_runtime.kernels.launcher`), so nothing readable only by root
@@ -12,7 +12,7 @@ other kernels' folders are simply not there. The launcher then drops from root t
 In both modes the environment is built from scratch: product code sees none of the runtime's
 variables (its token, store credentials) except those the operator names with ``--kernel-env``.
 
-``resolve("auto")`` picks bubblewrap when ``bwrap`` is installed and a probe kernel command runs
+:func:`resolve` (``--sandbox auto``) picks bubblewrap when ``bwrap`` is installed and a probe kernel command runs
 in it, else ``none`` with a loud warning; ``/healthz`` reports what is in force.
 """
 
@@ -24,11 +24,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import KernelError
+from ..settings import PoolSettings
 
 log = logging.getLogger("nbmesh.sandbox")
 
@@ -38,7 +39,6 @@ PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)  # the kernel_runtime 
 # runtime's own code without seeing the folder it was installed from (a checkout holds the store).
 PACKAGE_MOUNT = "/opt/nbmesh"
 KERNEL_UID = KERNEL_GID = 65534  # nobody: kernels of a root runtime drop to it
-TMP_SIZE = 1024 * 1024 * 1024  # bytes of private /tmp per kernel (tmpfs is memory)
 HOME = "/tmp/home"
 WORKDIR = "/opt/nbmesh-work"
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -63,6 +63,7 @@ class Sandbox:
     kind: str  # "bubblewrap" or "none"
     passed_env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None  # a folder every kernel sees read-only as its working directory
+    tmp_size: int = PoolSettings.kernel_tmp  # bytes of the kernel's private /tmp (bubblewrap only)
 
     @property
     def drops_to_nobody(self) -> bool:
@@ -84,7 +85,7 @@ class Sandbox:
         """``argv`` (the kernel launcher) wrapped in the sandbox; ``ipc_dir`` is bound read-write."""
         if self.kind == "none":
             return list(argv)
-        return [*bwrap_args(ipc_dir, self.env(), self.workdir), "--", *argv]
+        return [*bwrap_args(ipc_dir, self.env(), self.workdir, self.tmp_size), "--", *argv]
 
     def popen_cwd(self) -> str | None:
         """The working directory of the process the pool starts (bwrap sets the kernel's own)."""
@@ -118,7 +119,7 @@ class Sandbox:
         }
 
 
-def bwrap_args(ipc_dir: str, env: dict[str, str], workdir: str | None = None) -> list[str]:
+def bwrap_args(ipc_dir: str, env: dict[str, str], workdir: str | None = None, tmp_size: int = PoolSettings.kernel_tmp) -> list[str]:
     """The bubblewrap options for one kernel (everything before ``--``)."""
     args = [
         "bwrap",
@@ -150,7 +151,7 @@ def bwrap_args(ipc_dir: str, env: dict[str, str], workdir: str | None = None) ->
     mount("--proc", "/proc")
     mount("--dev", "/dev")
     mount("--perms", "1777", "--tmpfs", "/dev/shm")
-    mount("--perms", "1777", "--size", str(TMP_SIZE), "--tmpfs", "/tmp")
+    mount("--perms", "1777", "--size", str(tmp_size), "--tmpfs", "/tmp")
     mount("--ro-bind", "/usr", "/usr")
     mount("--ro-bind", "/etc", "/etc")
     for path in SYSTEM_LINKS:
@@ -179,16 +180,18 @@ def python_prefixes() -> list[str]:
     return found
 
 
-def resolve(mode: str, passed_env: dict[str, str], workdir: str | None = None) -> Sandbox:
-    """The sandbox for ``--sandbox MODE``; ``bwrap`` that does not work is a :class:`KernelError`."""
+def resolve(settings: PoolSettings, passed_env: dict[str, str]) -> Sandbox:
+    """The sandbox for ``settings.sandbox`` (``--sandbox``); ``bwrap`` that does not work is a :class:`KernelError`."""
+    mode = settings.sandbox
     if mode not in MODES:
         raise KernelError(f"--sandbox must be one of {', '.join(MODES)}, got {mode!r}.")
+    contained = Sandbox("bubblewrap", passed_env, settings.kernel_workdir, settings.kernel_tmp)
     if mode == "none":
         log.warning("--sandbox none: product code runs unconfined, with the runtime's user and files.")
-        return Sandbox("none", passed_env, workdir)
-    problem = _probe(Sandbox("bubblewrap", passed_env, workdir))
+        return replace(contained, kind="none")
+    problem = _probe(contained, settings.start_timeout)
     if problem is None:
-        return Sandbox("bubblewrap", passed_env, workdir)
+        return contained
     if mode == "bwrap":
         raise KernelError(f"--sandbox bwrap: bubblewrap does not work here: {problem}")
     log.warning(
@@ -196,17 +199,17 @@ def resolve(mode: str, passed_env: dict[str, str], workdir: str | None = None) -
         "files and see its processes. Install bubblewrap (apt-get install bubblewrap) to contain it.",
         problem,
     )
-    return Sandbox("none", passed_env, workdir)
+    return replace(contained, kind="none")
 
 
-def _probe(sandbox: Sandbox) -> str | None:
+def _probe(sandbox: Sandbox, timeout: float) -> str | None:
     """Why the sandbox cannot start a kernel's interpreter, or None when it can."""
     if shutil.which("bwrap") is None:
         return "bwrap is not installed"
     with tempfile.TemporaryDirectory(prefix="nbmesh-probe-") as probe_dir:
         cmd = sandbox.command([sys.executable, "-c", "import kernel_runtime.kernels.runner"], probe_dir)
         try:
-            done = subprocess.run(cmd, env=sandbox.popen_env(), capture_output=True, text=True, timeout=60)
+            done = subprocess.run(cmd, env=sandbox.popen_env(), capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"the probe failed: {exc}"
     if done.returncode != 0:

@@ -34,8 +34,8 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Unicode, default
 
-from ..client import DEFAULT_URL
 from ..http.security import is_loopback
+from ..settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
 
 _FALSE = {"0", "false", "no", "off"}
 # Headers of the runtime's answer worth passing on; hop-by-hop ones are tornado's business.
@@ -97,8 +97,8 @@ class RuntimeConnection:
 
     def _start(self) -> None:
         parts = urlsplit(self.url)
-        port = parts.port or 8765
-        command = [sys.executable, "-m", "kernel_runtime", "serve", "--host", parts.hostname or "127.0.0.1", "--port", str(port)]
+        port = parts.port or DEFAULT_PORT
+        command = [sys.executable, "-m", "kernel_runtime", "serve", "--host", parts.hostname or DEFAULT_HOST, "--port", str(port)]
         if self.settings.store:
             command += ["--store", self.settings.store]
         env = dict(os.environ)
@@ -240,7 +240,7 @@ class NbmeshLab(ExtensionApp):
     name = "nbmesh"
     load_other_extensions = True
 
-    url = Unicode(help="URL of the nbmesh runtime (default: NBMESH_URL, else http://127.0.0.1:8765).").tag(config=True)
+    url = Unicode(help=f"URL of the nbmesh runtime (default: NBMESH_URL, else {DEFAULT_URL}).").tag(config=True)
     token = Unicode(help="Bearer token for the runtime (default: NBMESH_TOKEN). Never sent to the browser.").tag(
         config=True
     )

@@ -36,7 +36,7 @@ PARAM_TYPES: dict[str, tuple[type, ...]] = {
 _ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
 # A definition's trailing comment, as papermill reads it: an optional type comment, then the help.
 _COMMENT_RE = re.compile(r"#\s*(?:type:\s*(?P<type>\S*)\s*)?(?P<help>.*)", re.DOTALL)
-# Bounds on one parameter value (CONTRACT section 6); the 1 MiB body limit bounds the total.
+# Bounds on one parameter value (docs/reference/notebook-format.md, "Limits"); the 1 MiB body limit bounds the total.
 MAX_DEPTH = 32
 MAX_STRING = 65536  # characters in any string, dict keys included
 MAX_ITEMS = 10000  # elements of any list, entries of any dict

@@ -1,6 +1,6 @@
 """What a data product is: reading a notebook's tags and metadata into a spec.
 
-This module owns the rules of CONTRACT section 1: which cells play which role,
+This module owns the rules of docs/reference/notebook-format.md: which cells play which role,
 the product metadata, names and references, and the validation of a run's
 parameters and result against the spec. The parameters cell itself is read by
 :mod:`.parameters`. It never talks to a kernel or a store.

@@ -24,6 +24,7 @@ from ..kernels.pool import KernelPool
 from ..model.product import ProductSpec, contract_violation, parse_ref, validate_parameters
 from ..model.run_errors import RunError
 from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, new_run_id, now_iso
+from ..settings import RunSettings
 from ..store.repository import Repository
 from .catalog import Catalog
 from .limits import ProductLimiter
@@ -46,20 +47,18 @@ class Runs:
         repo: Repository,
         writer: Writer,
         hooks: list[Callable[[Run], None]],
-        *,
-        concurrency: int,
-        queue_size: int,
-        grace: float,
+        settings: RunSettings,
     ) -> None:
         self.catalog = catalog
         self.pool = pool
         self.repo = repo
         self.writer = writer
         self.hooks = hooks
-        self.queue_size = queue_size
-        self.grace = grace
-        self.limiter = ProductLimiter(concurrency, queue_size)
-        self._background: asyncio.Queue[Run] = asyncio.Queue(maxsize=queue_size)
+        self.settings = settings
+        self.queue_size = settings.queue_size
+        self.grace = settings.grace
+        self.limiter = ProductLimiter(settings.concurrency(pool.settings.size), settings.queue_size)
+        self._background: asyncio.Queue[Run] = asyncio.Queue(maxsize=settings.queue_size)
         self._workers: list[asyncio.Task] = []
         self._busy: set[asyncio.Task] = set()
         self._stopping_at: float | None = None
@@ -87,7 +86,9 @@ class Runs:
             run.error = RunError.stopped_while(reason).to_json()
             await asyncio.to_thread(self.repo.save_run, run, None, indexed=True)
 
-    def start_workers(self, count: int) -> None:
+    def start_workers(self) -> None:
+        # By default one kernel stays free of background runs, for interactive calls.
+        count = self.settings.worker_count(self.pool.settings.size)
         self._workers = [asyncio.create_task(self._worker()) for _ in range(count)]
 
     def begin_stop(self) -> None:

@@ -2,7 +2,7 @@
 
 Each use case lives in its own module (:mod:`.catalog`, :mod:`.runs`,
 :mod:`.writer`, :mod:`kernel_runtime.triggers.engine`); this module builds
-them from the :class:`Settings`, starts and stops them in order, and is what
+them from the :class:`~kernel_runtime.settings.Settings`, starts and stops them in order, and is what
 the HTTP layer calls. Whoever wants to see every finished run (the triggers,
 the metrics, retention) appends a callable to the one hook list,
 :attr:`Service.run_finished`.
@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..kernels.pool import KernelPool, PoolSettings
+from ..kernels.pool import KernelPool
+from ..kernels.sandbox import Sandbox
 from ..model.records import Run
+from ..settings import Settings
 from ..store.repository import Repository
 from ..store.retention import Retention
 from ..triggers.engine import FileClock, Triggers, utc_now
@@ -28,42 +29,20 @@ from .writer import Writer
 log = logging.getLogger("nbmesh.service")
 
 
-@dataclass
-class Settings:
-    pool: PoolSettings = field(default_factory=PoolSettings)
-    queue_size: int = 1000
-    max_concurrency: int | None = None  # kernels one product may hold; None: all but one
-    grace: float = 30.0  # seconds running background runs get to finish when the runtime stops
-    keep_runs: int | None = None  # runs kept per product in the store; None: all
-    catalog_sync: float = 10.0  # seconds between re-reads of the catalog, for replicas sharing a store
-    clock_file: str | None = None  # a file holding the schedules' "now" (NBMESH_CLOCK_FILE), for tests and demos
-
-    @property
-    def product_concurrency(self) -> int:
-        # By default one kernel stays out of any single product's reach, for the rest of the catalog.
-        return self.max_concurrency or max(1, self.pool.size - 1)
-
-
 class Service:
-    def __init__(self, repo: Repository, settings: Settings | None = None) -> None:
+    """``sandbox``: the kernels' sandbox, resolved from ``settings.pool`` already (else the pool resolves it)."""
+
+    def __init__(self, repo: Repository, settings: Settings | None = None, sandbox: Sandbox | None = None) -> None:
         self.repo = repo
         self.settings = settings or Settings()
-        self.pool = KernelPool(self.settings.pool)
+        self.pool = KernelPool(self.settings.pool, sandbox)
         self.catalog = Catalog(repo)
-        self.writer = Writer(repo)
+        self.writer = Writer(repo, self.settings.store.write_retry)
         self.run_finished: list[Callable[[Run], None]] = []  # called with every finished run, before its answer
-        self.runs = Runs(
-            self.catalog,
-            self.pool,
-            repo,
-            self.writer,
-            self.run_finished,
-            concurrency=self.settings.product_concurrency,
-            queue_size=self.settings.queue_size,
-            grace=self.settings.grace,
-        )
-        clock = FileClock(self.settings.clock_file) if self.settings.clock_file else utc_now
-        self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, clock=clock)
+        self.runs = Runs(self.catalog, self.pool, repo, self.writer, self.run_finished, self.settings.runs)
+        triggers = self.settings.triggers
+        clock = FileClock(triggers.clock_file) if triggers.clock_file else utc_now
+        self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, clock=clock, tick=triggers.tick)
         self.run_finished.append(self.triggers.on_run_finished)
         self._tasks: list[asyncio.Task] = []
 
@@ -73,13 +52,14 @@ class Service:
         await self.runs.settle_unfinished()
         await self.pool.start(on_kernel_ready)
         self.writer.start()
-        self.runs.start_workers(max(1, self.settings.pool.size - 1))  # one kernel stays free for interactive calls
-        if self.settings.keep_runs:
-            retention = Retention(self.repo, self.settings.keep_runs)
+        self.runs.start_workers()
+        store = self.settings.store
+        if store.keep_runs:
+            retention = Retention(self.repo, store.keep_runs, store.prune_interval)
             self.run_finished.append(retention.note)
             self._tasks.append(asyncio.create_task(retention.run()))
         self._tasks.append(asyncio.create_task(self.triggers.run_scheduler()))
-        self._tasks.append(asyncio.create_task(self.catalog.sync(self.settings.catalog_sync)))
+        self._tasks.append(asyncio.create_task(self.catalog.sync(store.catalog_sync)))
         # Serving starts once the kernels answer; preparing products (setup may be slow) goes on meanwhile.
         self._spawn(self._prewarm_all())
 
@@ -91,7 +71,7 @@ class Service:
     async def stop(self) -> None:
         """Stop gracefully within the grace period, then shut every kernel down.
 
-        Background runs already running get what is left of ``Settings.grace``
+        Background runs already running get what is left of ``settings.runs.grace``
         (counted from :meth:`begin_stop`, which the server calls on SIGTERM);
         those still running after it are failed with ``RuntimeStopped``.
         """

@@ -3,7 +3,8 @@
 A finished run is kept in memory (:class:`Unsaved`) from the moment it is
 recorded until the store has it, so reads never miss it. One task builds each
 run's executed notebook (off the event loop) and writes the record; while the
-store is down it waits and retries, so no finished run is dropped.
+store is down it waits and retries (with backoff, ``settings.store.write_retry``), so no finished
+run is dropped.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+
 from ..errors import StoreUnavailable
 from ..model.records import Run
+from ..settings import Backoff
 from ..store.repository import Repository
 
 log = logging.getLogger("nbmesh.service")
@@ -38,8 +42,9 @@ class _Write:
 
 
 class Writer:
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, retry: Backoff) -> None:
         self.repo = repo
+        self.retry = retry
         self.unsaved: dict[str, Unsaved] = {}
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._task: asyncio.Task | None = None
@@ -89,14 +94,18 @@ class Writer:
 
     async def _save_through_outage(self, run: Run, notebook: dict[str, Any] | None, indexed: bool) -> None:
         """While the store is down a finished run waits in memory and is retried, not dropped."""
-        delay = 0.5
-        while True:
-            try:
+
+        def waiting(state: RetryCallState) -> None:
+            assert state.outcome is not None
+            log.warning("run %s waits for the store: %s", run.run_id, state.outcome.exception())
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            wait=wait_exponential(multiplier=self.retry.first, max=self.retry.max),
+            stop=lambda state: self._stopping,  # a stopping runtime does not wait the outage out
+            before_sleep=waiting,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
                 await asyncio.to_thread(self.repo.save_run, run, notebook, indexed=indexed)
-                return
-            except StoreUnavailable as exc:
-                if self._stopping:
-                    raise
-                log.warning("run %s waits for the store: %s", run.run_id, exc.message)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)

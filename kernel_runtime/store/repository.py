@@ -27,10 +27,13 @@ import time
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_attempt
+
 from .. import jsontext
 from ..errors import CorruptRecord, MalformedJSON, UnacceptableJSON, VersionConflict, quoted
 from ..model.product import is_name
 from ..model.records import Run, StoredVersion, now_iso
+from ..settings import StoreSettings
 from .blob import BlobStore
 
 log = logging.getLogger("nbmesh.store")
@@ -65,8 +68,9 @@ def _load_record(key: str, blob: bytes, cls: type[T]) -> T:
 
 
 class Repository:
-    def __init__(self, store: BlobStore) -> None:
+    def __init__(self, store: BlobStore, publish_attempts: int = StoreSettings.publish_attempts) -> None:
         self.store = store
+        self.publish_attempts = publish_attempts
         self._skipped: set[str] = set()
 
     def _skip(self, key: str, why: str) -> None:
@@ -128,15 +132,22 @@ class Repository:
             )
         return stored
 
-    def add_version(self, name: str, notebook: dict[str, Any], attempts: int = 20) -> StoredVersion:
+    def add_version(self, name: str, notebook: dict[str, Any]) -> StoredVersion:
         """Store ``notebook`` as the next version; concurrent publishers get distinct numbers."""
-        for _ in range(attempts):
-            existing = self._all_versions(name)
-            version = max([*existing, self._unpublished_version(name)], default=0) + 1
-            record = StoredVersion(name=name, version=version, published_at=now_iso(), notebook=notebook)
-            if self.store.create(f"products/{name}/versions/{version:08d}.json", _dump(record.to_json())):
-                return record
-        raise VersionConflict(f"Could not publish {name}: {attempts} other publishes raced it; try again.")
+        retrying = Retrying(retry=retry_if_result(lambda record: record is None), stop=stop_after_attempt(self.publish_attempts))
+        try:
+            return retrying(self._create_next_version, name, notebook)
+        except RetryError:
+            raise VersionConflict(f"Could not publish {name}: {self.publish_attempts} other publishes raced it; try again.") from None
+
+    def _create_next_version(self, name: str, notebook: dict[str, Any]) -> StoredVersion | None:
+        """The next version, stored; None when a racing publisher took its number first."""
+        existing = self._all_versions(name)
+        version = max([*existing, self._unpublished_version(name)], default=0) + 1
+        record = StoredVersion(name=name, version=version, published_at=now_iso(), notebook=notebook)
+        if self.store.create(f"products/{name}/versions/{version:08d}.json", _dump(record.to_json())):
+            return record
+        return None
 
     def unpublish(self, name: str, version: int) -> None:
         self.store.put(f"products/{name}/unpublished.json", _dump({"version": version, "at": now_iso()}))

@@ -12,13 +12,14 @@ import asyncio
 import logging
 
 from ..model.records import Run
+from ..settings import StoreSettings
 from .repository import Repository
 
 log = logging.getLogger("nbmesh.retention")
 
 
 class Retention:
-    def __init__(self, repo: Repository, keep: int, interval: float = 1.0) -> None:
+    def __init__(self, repo: Repository, keep: int, interval: float = StoreSettings.prune_interval) -> None:
         self.repo = repo
         self.keep = keep
         self.interval = interval

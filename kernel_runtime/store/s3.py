@@ -6,10 +6,10 @@ Endpoint, region and credentials come from boto3's usual sources
 Exclusive creation uses a conditional write (``If-None-Match: *``): the
 store itself arbitrates between racing publishers, also across replicas.
 
-Timeouts are short and retries few on purpose: a store that is down must
-turn into a prompt 503 (:class:`StoreUnavailable`), not a request that hangs;
-boto3 opens new connections on the next call, so nothing stays broken when
-the store comes back.
+Timeouts are short and retries few on purpose (``settings.store.s3_*``): a store
+that is down must turn into a prompt 503 (:class:`StoreUnavailable`), not a
+request that hangs; boto3 opens new connections on the next call, so nothing
+stays broken when the store comes back.
 """
 
 from __future__ import annotations
@@ -21,29 +21,38 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt
 
 from ..errors import InvalidRequest, StoreUnavailable
+from ..settings import StoreSettings
 from .blob import BlobStore
 
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
-_CLIENT_CONFIG = Config(
-    connect_timeout=2,
-    read_timeout=10,
-    retries={"max_attempts": 3, "mode": "standard"},
-)
+
+
+def _conflict(exc: BaseException) -> bool:
+    # 409: a concurrent conditional write was in flight; S3 asks to retry, and the
+    # retry's If-None-Match then tells whether that other write won.
+    return isinstance(exc, ClientError) and _code(exc) == "ConditionalRequestConflict"
 
 
 class S3Store(BlobStore):
-    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None, settings: StoreSettings | None = None) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self.client = client or boto3.client("s3", config=_CLIENT_CONFIG, region_name=_region())
+        self.settings = settings = settings or StoreSettings()
+        config = Config(
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            retries={"max_attempts": settings.s3_attempts, "mode": "standard"},
+        )
+        self.client = client or boto3.client("s3", config=config, region_name=_region())
         self.endpoint = self.client.meta.endpoint_url
         self.url = f"s3://{bucket}/{self.prefix}"
         self._ensure_bucket()
 
     @classmethod
-    def from_url(cls, url: str) -> "S3Store":
+    def from_url(cls, url: str, settings: StoreSettings) -> "S3Store":
         rest = url.removeprefix("s3://")
         bucket, _, prefix = rest.partition("/")
         if not BUCKET_RE.fullmatch(bucket):
@@ -51,7 +60,7 @@ class S3Store(BlobStore):
                 f"Invalid S3 store URL {url!r}: write s3://bucket/prefix with a bucket name of "
                 "3-63 lowercase letters, digits, dots and dashes."
             )
-        return cls(bucket, prefix)
+        return cls(bucket, prefix, settings=settings)
 
     def _ensure_bucket(self) -> None:
         try:
@@ -92,21 +101,20 @@ class S3Store(BlobStore):
             raise self._unavailable(f"write {key}", exc) from exc
 
     def create(self, key: str, data: bytes) -> bool:
-        for _ in range(5):
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
-                return True
-            except ClientError as exc:
-                code = _code(exc)
-                if code == "PreconditionFailed":
-                    return False
-                # 409: a concurrent conditional write was in flight; S3 asks to retry, and the
-                # retry's If-None-Match then tells whether that other write won.
-                if code != "ConditionalRequestConflict":
-                    raise self._unavailable(f"create {key}", exc) from exc
-            except BotoCoreError as exc:
-                raise self._unavailable(f"create {key}", exc) from exc
-        raise StoreUnavailable(f"The S3 store {self.url} kept reporting conflicting writes to {key}; try again.")
+        retrying = Retrying(retry=retry_if_exception(_conflict), stop=stop_after_attempt(self.settings.s3_conflict_attempts))
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except RetryError:
+            raise StoreUnavailable(f"The S3 store {self.url} kept reporting conflicting writes to {key}; try again.") from None
+        except ClientError as exc:
+            if _code(exc) == "PreconditionFailed":
+                return False
+            raise self._unavailable(f"create {key}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable(f"create {key}", exc) from exc
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []

@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol
 
 from ..errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
 from ..model.records import SUCCEEDED, Run
+from ..settings import TriggerSettings
 from .rules import TOPIC_RE, is_topic, iso, latest_due, map_parameters, schedule_id
 
 log = logging.getLogger("nbmesh.triggers")
@@ -78,7 +79,12 @@ class Triggers:
     """
 
     def __init__(
-        self, newest: Subscriptions, runs: RunQueue, claims: ScheduleClaims, clock: Clock = utc_now, tick: float = 1.0
+        self,
+        newest: Subscriptions,
+        runs: RunQueue,
+        claims: ScheduleClaims,
+        clock: Clock = utc_now,
+        tick: float = TriggerSettings.tick,
     ) -> None:
         self.newest = newest
         self.runs = runs
