@@ -38,7 +38,10 @@ def test_metrics_count_runs_latency_and_pool_state(http):
     assert m[("nbmesh_invoke_duration_seconds_sum", (("product", name),))] > 0
     kernels = {state: m[("nbmesh_kernels", (("state", state),))] for state in ("starting", "idle", "busy", "dead")}
     assert kernels == {"starting": 0, "idle": 3, "busy": 0, "dead": 0}  # pool size 2 plus the spare
-    assert m[("nbmesh_spare_kernels", ())] == pool["spare"] == 1
+    # At rest every kernel is idle: those serving a product, and the spares (how many products this
+    # shared runtime served before decides the split, not this test).
+    assert pool["serving"] >= 1 and pool["spare"] >= 1
+    assert m[("nbmesh_spare_kernels", ())] == pool["spare"] == kernels["idle"] - pool["serving"]
     assert m[("nbmesh_kernel_restarts_total", ())] == pool["restarts"]
     # Nothing waits now; the queues' gauges under load are checked in test_triggers and test_limits.
     assert m[("nbmesh_queue_depth", (("queue", "background"),))] == 0
