@@ -20,9 +20,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from ..errors import Forbidden, InvalidConfig
-
-_PRODUCT = r"[a-z0-9][a-z0-9-]{0,62}"
-_TOPIC = r"[a-z0-9][a-z0-9._-]{0,127}"
+from ..model.product import NAME as _PRODUCT
+from ..triggers.rules import TOPIC as _TOPIC
 # jsonschema applies patterns with Python's re.search, where "$" also matches before a trailing
 # newline: "(?!\n)" closes that hole (a digest or right ending in "\n" would never match a request).
 END = r"$(?!\n)"

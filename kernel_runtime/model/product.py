@@ -22,8 +22,10 @@ from ..errors import InvalidNotebook, InvalidParameters, InvalidRequest, Malform
 from .parameters import Parameter, ParameterRules, out_of_bounds, parse_parameters, problem
 
 # Matched whole (fullmatch) and as ASCII: "$" alone would let "p\n" through, and str.isdigit() takes "²".
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$", re.ASCII)
-VERSION_RE = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
+NAME = r"[a-z0-9][a-z0-9-]{0,62}"
+NAME_RE = re.compile(f"^{NAME}$", re.ASCII)
+VERSION = r"[1-9][0-9]{0,8}"
+VERSION_RE = re.compile(VERSION, re.ASCII)
 DEFAULT_TIMEOUT = 60.0
 MAX_SCHEMA_DEPTH = 64  # levels of an output_schema, within the same string and item bounds
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from ..model.parameters import Parameter
 
 # Matched whole (fullmatch) and as ASCII, like product names: "$" alone lets "topic\n" through.
-TOPIC_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$", re.ASCII)
+TOPIC = r"[a-z0-9][a-z0-9._-]{0,127}"
+TOPIC_RE = re.compile(f"^{TOPIC}$", re.ASCII)
 _INDEX_RE = re.compile(r"0|[1-9][0-9]{0,8}", re.ASCII)  # a list index in "$event.rows.0"
 EVENT_REF = "$event."
 
