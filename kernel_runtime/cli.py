@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .errors import NbmeshError
 from .http.security import is_loopback
+from .model.records import SUCCEEDED
 from .settings import (
     DEFAULT_URL,
     MIB,
@@ -219,7 +220,7 @@ def invoke(
     with _client(url, token) as client:
         types = {k: v["type"] for k, v in _run_cli(lambda: client.product(name))["parameters"].items()}
         run = _run_cli(lambda: client.run(name, **_parse_pairs(ctx.args, types)))
-    if run["status"] != "succeeded":
+    if run["status"] != SUCCEEDED:
         error = run.get("error") or {}
         fail(f"run {run['run_id']} {run['status']}: {error.get('ename')}: {error.get('evalue')}")
     sys.stdout.write(json.dumps(run["result"], indent=2) + "\n")

@@ -28,6 +28,7 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .model.records import SUCCEEDED
 from .settings import DEFAULT_URL
 
 # Only for a body without a known ``type`` (a proxy's page, an older runtime): the statuses that
@@ -113,7 +114,7 @@ class Client:
     def invoke(self, name: str, /, **params: Any) -> Any:
         """Invoke and wait; the result, or RunFailed carrying the run."""
         run = self.run(name, **params)
-        if run["status"] != "succeeded":
+        if run["status"] != SUCCEEDED:
             error = run.get("error") or {}
             raise RunFailed(f"Run {run['run_id']} of {name} {run['status']}: {error.get('ename')}: {error.get('evalue')}", run)
         return run["result"]

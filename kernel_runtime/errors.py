@@ -8,7 +8,15 @@ this module only says what went wrong. An error body names its class in ``type``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, NotRequired, TypedDict
+
+
+class ErrorBody(TypedDict):
+    """Every error answer of the API: one clear sentence, and details listing every problem when there are several."""
+
+    error: str
+    details: NotRequired[list[Any]]
+    type: Annotated[str, ERROR_TYPE]  # the error's class (BODY_TYPES): a program need not guess from the status
 
 
 class NbmeshError(Exception):
@@ -19,8 +27,8 @@ class NbmeshError(Exception):
         self.message = message
         self.details = details or []
 
-    def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.message}
+    def to_body(self) -> ErrorBody:
+        body = ErrorBody(error=self.message)
         if self.details:
             body["details"] = self.details
         # The class name is the machine-readable type: renaming a class changes the API.

@@ -17,6 +17,7 @@ import ipywidgets as widgets
 
 from .client import Client
 from .errors import NbmeshError
+from .model.records import SUCCEEDED
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _JSON_TYPES = ("list", "dict")
@@ -112,7 +113,7 @@ class ProductForm(widgets.VBox):
         self.run = run
         duration = run.get("duration_ms")
         timing = f" in {duration:.0f} ms" if isinstance(duration, (int, float)) else ""
-        if run.get("status") != "succeeded":
+        if run.get("status") != SUCCEEDED:
             error = run.get("error") or {}
             traceback = _ANSI.sub("", "\n".join(error.get("traceback") or []))
             self._fail(f"Run {run['status']}{timing}: {error.get('ename')}: {error.get('evalue')}", [], traceback)

@@ -12,12 +12,13 @@ one, so several runtimes in one process (tests, embedding) do not mix.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, get_args
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..kernels.state import KernelState
 from ..model.records import Run
 
 # Warm invocations take milliseconds, cold ones (setup cells) seconds, and timeouts up to minutes.
@@ -37,7 +38,7 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         state = self.pool_state()
         kernels = GaugeMetricFamily("nbmesh_kernels", "Kernels in the pool by state.", labels=["state"])
-        for name in ("starting", "idle", "busy", "dead"):
+        for name in get_args(KernelState):
             kernels.add_metric([name], state[name])
         yield kernels
         yield GaugeMetricFamily("nbmesh_spare_kernels", "Started kernels that serve no product yet.", value=state["spare"])

@@ -44,11 +44,11 @@ from ..model.product import ProductSpec
 from ..settings import PoolSettings
 from . import protocol
 from .output import KernelOutput
-from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox, kernel_env, resolve
+from .sandbox import KERNEL_GID, KERNEL_UID, Containment, Sandbox, kernel_env, resolve
+from .state import BUSY, DEAD, IDLE, STARTING, KernelState, PoolState
 
 log = logging.getLogger("nbmesh.pool")
 
-STARTING, IDLE, BUSY, DEAD = "starting", "idle", "busy", "dead"
 KERNEL_NAME = "nbmesh-python"
 # What jupyter_client raises when a kernel's process or sockets are gone (or were never there).
 GONE = (OSError, RuntimeError, zmq.ZMQError)
@@ -62,7 +62,7 @@ class Kernel:
     km: AsyncKernelManager
     folder: str  # its IPC folder: connection file and sockets
     kc: AsyncKernelClient | None = None
-    state: str = STARTING
+    state: KernelState = STARTING
     key: tuple[str, int] | None = None
     prepared: bool = False
     preparing: bool = False
@@ -422,22 +422,22 @@ class KernelPool:
         await self._drop(kernel, "it did not come back cleanly from an interrupt")
 
     # state ------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
+    def state(self) -> PoolState:
         idle = [k for k in self.kernels if k.state == IDLE]
-        return {
-            "size": self.settings.size,
-            "spare_target": self.settings.spares,
-            "starting": self.starting,
-            "idle": len(idle),
-            "busy": len(self.kernels) - len(idle),
-            "dead": len(self._disposals),
-            "serving": sum(k.key is not None for k in self.kernels),
-            "spare": sum(k.key is None for k in idle),
-            "restarts": self.restarts,
-            "retired": self.retired,
-            "spares_used": self.spares_used,
-            "start_error": self.start_error,
-        }
+        return PoolState(
+            size=self.settings.size,
+            spare_target=self.settings.spares,
+            starting=self.starting,
+            idle=len(idle),
+            busy=len(self.kernels) - len(idle),
+            dead=len(self._disposals),
+            serving=sum(k.key is not None for k in self.kernels),
+            spare=sum(k.key is None for k in idle),
+            restarts=self.restarts,
+            retired=self.retired,
+            spares_used=self.spares_used,
+            start_error=self.start_error,
+        )
 
-    def containment(self) -> dict[str, Any]:
+    def containment(self) -> Containment:
         return self.sandbox.describe() if self.sandbox else {"sandbox": "not started"}

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Literal, NotRequired, TypedDict
 
 from ..errors import KernelError
 from ..settings import PoolSettings
@@ -34,6 +34,20 @@ from ..settings import PoolSettings
 log = logging.getLogger("nbmesh.sandbox")
 
 MODES = ("auto", "bwrap", "none")
+
+
+class Containment(TypedDict):
+    """What the kernels' containment guarantees ("not started" until the pool has resolved it)."""
+
+    sandbox: Literal["bubblewrap", "none", "not started"]
+    one_product_version_per_kernel: NotRequired[bool]
+    environment: NotRequired[list[str]]  # the names of the variables passed to kernels
+    warning: NotRequired[str]
+    user: NotRequired[str]
+    namespaces: NotRequired[list[str]]
+    filesystem: NotRequired[str]
+    processes: NotRequired[str]
+
 PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)  # the kernel_runtime package, not kernels/
 # Where the package is bound inside the sandbox; PYTHONPATH points here, so the kernel imports the
 # runtime's own code without seeing the folder it was installed from (a checkout holds the store).
@@ -95,7 +109,7 @@ class Sandbox:
         """The environment of the process the pool starts (bwrap, or the kernel itself)."""
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")} if self.kind == "bubblewrap" else self.env()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> Containment:
         """What this containment guarantees, for ``/healthz``."""
         common = {
             "one_product_version_per_kernel": True,

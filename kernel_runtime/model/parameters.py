@@ -19,47 +19,33 @@ import re
 import sys
 import tokenize
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
 
 from .. import jsontext
+from .records import ParameterInfo, ParamType
 
+INT, FLOAT, STR, BOOL, LIST, DICT = get_args(ParamType)
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (float, int),  # an int is accepted for a float
-    "str": (str,),
-    "bool": (bool,),
-    "list": (list,),
-    "dict": (dict,),
+    INT: (int,),
+    FLOAT: (float, int),  # an int is accepted for a float
+    STR: (str,),
+    BOOL: (bool,),
+    LIST: (list,),
+    DICT: (dict,),
 }
-_ANNOTATION_ALIASES = {"List": "list", "Dict": "dict", "string": "str", "integer": "int"}
+_TYPE_LIST = ", ".join(PARAM_TYPES)
+_ANNOTATION_ALIASES = {"List": LIST, "Dict": DICT, "string": STR, "integer": INT}
 # A definition's trailing comment, as papermill reads it: an optional type comment, then the help.
 _COMMENT_RE = re.compile(r"#\s*(?:type:\s*(?P<type>\S*)\s*)?(?P<help>.*)", re.DOTALL)
 # Bounds on one parameter value (docs/reference/notebook-format.md, "Limits"); the 1 MiB body limit bounds the total.
 MAX_DEPTH = 32
 MAX_STRING = 65536  # characters in any string, dict keys included
 MAX_ITEMS = 10000  # elements of any list, entries of any dict
-JSON_SCHEMA_TYPES = {
-    "int": "integer",
-    "float": "number",
-    "str": "string",
-    "bool": "boolean",
-    "list": "array",
-    "dict": "object",
-}
-
-
+JSON_SCHEMA_TYPES = {INT: "integer", FLOAT: "number", STR: "string", BOOL: "boolean", LIST: "array", DICT: "object"}
 # The part of those bounds a JSON Schema can state: at the top level of a value.
-_TOP_LEVEL_BOUNDS = {"str": {"maxLength": MAX_STRING}, "list": {"maxItems": MAX_ITEMS}, "dict": {"maxProperties": MAX_ITEMS}}
-JSON_SCHEMA_TYPES = {
-    "int": "integer",
-    "float": "number",
-    "str": "string",
-    "bool": "boolean",
-    "list": "array",
-    "dict": "object",
-}
+_TOP_LEVEL_BOUNDS = {STR: {"maxLength": MAX_STRING}, LIST: {"maxItems": MAX_ITEMS}, DICT: {"maxProperties": MAX_ITEMS}}
 
 
 def _is_number(checker: Any, value: Any) -> bool:
@@ -80,7 +66,7 @@ _Validator = jsonschema.validators.extend(
 def type_schema(type_name: str) -> dict[str, Any]:
     """The JSON Schema of a parameter type: the one statement of what each type accepts."""
     schema: dict[str, Any] = {"type": JSON_SCHEMA_TYPES[type_name]}
-    if type_name == "float":
+    if type_name == FLOAT:
         # An int too large for a float is a number, but float() of it would overflow.
         schema.update(minimum=-sys.float_info.max, maximum=sys.float_info.max)
     return schema
@@ -96,16 +82,16 @@ def is_type(value: Any, type_name: str) -> bool:
 
 def as_type(value: Any, type_name: str) -> Any:
     """An accepted value as the parameter's Python type: 2 for a float is 2.0, 1.0 for an int is 1."""
-    if type_name == "float":
+    if type_name == FLOAT:
         return float(value)
-    if type_name == "int" and isinstance(value, float):
+    if type_name == INT and isinstance(value, float):
         return int(value)
     return value
 
 
 def type_of(value: Any) -> str | None:
     """The parameter type a default value implies, or None for values with no JSON type."""
-    for name in ("bool", "int", "float", "str", "list", "dict"):
+    for name in (BOOL, INT, FLOAT, STR, LIST, DICT):  # bool first: True is an int too
         if isinstance(value, PARAM_TYPES[name][0]):
             return name
     return None
@@ -119,12 +105,12 @@ def problem(message: str, cell: int | None = None) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Parameter:
     name: str
-    type: str
+    type: ParamType
     default: Any
     help: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "default": self.default}
+    def to_json(self) -> ParameterInfo:
+        out = ParameterInfo(type=self.type, default=self.default)
         if self.help:
             out["help"] = self.help
         return out
@@ -193,8 +179,7 @@ class ParameterRules:
 
 
 def _json_type(value: Any) -> str:
-    names = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
+    return "null" if value is None else type_of(value) or type(value).__name__
 
 
 def _short(value: Any) -> str:
@@ -271,7 +256,7 @@ def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell
             problems.append(
                 problem(
                     f"Parameter {name!r}: cannot infer a type from default {text!r}; "
-                    "annotate it (int, float, str, bool, list or dict).",
+                    f"annotate it ({', '.join((INT, FLOAT, STR, BOOL, LIST))} or {DICT}).",
                     cell_index,
                 )
             )
@@ -281,7 +266,7 @@ def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell
         if type_name not in PARAM_TYPES:
             problems.append(
                 problem(
-                    f"Parameter {name!r}: type {annotation!r} is not one of int, float, str, bool, list, dict.",
+                    f"Parameter {name!r}: type {annotation!r} is not one of {_TYPE_LIST}.",
                     cell_index,
                 )
             )

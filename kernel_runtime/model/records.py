@@ -1,21 +1,36 @@
-"""The records nbmesh keeps: runs and published versions, as dataclasses with JSON forms.
+"""The records nbmesh keeps and serves: runs, published versions and products, with their JSON forms.
 
-``from_json`` checks the shape of a record read back from the store (every field of the right JSON
-type), so a record someone else wrote cannot make a listing fail later on a wrong type.
+Their type hints are the API's shapes: :mod:`.schema` turns them into the
+OpenAPI document's schemas, and ``from_json`` checks a record read back from
+the store against them (every field of the right JSON type), so a record
+someone else wrote cannot make a listing fail later on a wrong type.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeVar, get_args, get_type_hints
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = "queued", "running", "succeeded", "failed", "timed_out"
+from .run_errors import RunError
+from .schema import Schema, json_types
+
+ParamType = Literal["int", "float", "str", "bool", "list", "dict"]  # what a parameter may be declared as
+RunStatus = Literal["queued", "running", "succeeded", "failed", "timed_out"]
+QUEUED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = get_args(RunStatus)
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMED_OUT})
-STATUSES = frozenset({QUEUED, RUNNING}) | FINAL_STATUSES
+STATUSES = frozenset(get_args(RunStatus))
+RUN_ID = r"[0-9a-f]{32}"  # new_run_id's form
+RUN_ID_RE = re.compile(RUN_ID, re.ASCII)
 R = TypeVar("R")
-_NONE = type(None)
+
+RunId = Annotated[str, Schema(pattern=f"^{RUN_ID}$")]
+Notebook = Annotated[
+    dict[str, Any], Schema(description="An nbformat 4 notebook.", required=["cells", "metadata", "nbformat", "nbformat_minor"])
+]
+ParameterValues = Annotated[dict[str, Any], Schema(description="Parameter values by name; omitted ones take their defaults.")]
 
 
 def now_iso() -> str:
@@ -27,16 +42,27 @@ def new_run_id() -> str:
     return secrets.token_hex(16)
 
 
+class RunTrigger(TypedDict):
+    """What started a run: an HTTP call, an event (its topic) or a schedule (its cron expression and due time)."""
+
+    kind: Literal["http", "event", "schedule"]
+    topic: NotRequired[str]
+    schedule: NotRequired[str]
+    due: NotRequired[str]
+
+
 @dataclass
 class Run:
-    run_id: str
+    """One execution of a product version; ``result`` is its output cell's value once it succeeded."""
+
+    run_id: RunId
     product: str
     version: int
-    parameters: dict[str, Any]
-    trigger: dict[str, Any]
-    status: str = QUEUED
+    parameters: ParameterValues
+    trigger: RunTrigger
+    status: RunStatus = QUEUED
     result: Any = None
-    error: dict[str, Any] | None = None
+    error: RunError | None = None  # in its JSON form (RunError.to_json), as it is stored and served
     created_at: str = field(default_factory=now_iso)
     started_at: str | None = None
     finished_at: str | None = None
@@ -66,7 +92,7 @@ class StoredVersion:
     name: str
     version: int
     published_at: str
-    notebook: dict[str, Any]
+    notebook: Notebook
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,25 +102,52 @@ class StoredVersion:
         return _from_json(cls, data, _VERSION_TYPES)
 
 
-# The JSON types of each field (bool is no int here); "result" may be any JSON value.
-_RUN_TYPES: dict[str, tuple[type, ...]] = {
-    "run_id": (str,),
-    "product": (str,),
-    "version": (int,),
-    "parameters": (dict,),
-    "trigger": (dict,),
-    "status": (str,),
-    "error": (dict, _NONE),
-    "created_at": (str,),
-    "started_at": (str, _NONE),
-    "finished_at": (str, _NONE),
-    "duration_ms": (int, float, _NONE),
-    "warm": (bool, _NONE),
-}
-_VERSION_TYPES: dict[str, tuple[type, ...]] = {"name": (str,), "version": (int,), "published_at": (str,), "notebook": (dict,)}
+class ParameterInfo(TypedDict):
+    """One parameter of a product: its type, its default and the comment that explains it."""
+
+    type: ParamType
+    default: Any
+    help: NotRequired[str]
 
 
-def _from_json(cls: type[R], data: Any, types: dict[str, tuple[type, ...]]) -> R:
+class Trigger(TypedDict, total=False):
+    """One entry of the notebook's ``metadata.nbmesh.triggers``: a ``schedule`` (cron, in ``timezone``) or an ``event`` topic."""
+
+    schedule: str
+    timezone: str
+    event: str
+    parameters: dict[str, Any]
+
+
+class Product(TypedDict):
+    """A published product: its newest version (or the one asked for) and where it sits in the product graph."""
+
+    name: str
+    version: int
+    versions: list[int]
+    title: str
+    description: str
+    owner: str
+    parameters: dict[str, ParameterInfo]
+    triggers: list[Annotated[Trigger, Schema(additionalProperties=True)]]  # the notebook's own, as published
+    timeout: float
+    output_schema: dict[str, Any] | bool | None
+    published_at: str
+    invoke_url: str
+    upstream: list[str]
+    downstream: list[str]
+
+
+def _field_types(cls: type) -> dict[str, tuple[type, ...] | None]:
+    """The JSON types of each field, from its type hint (bool is no int here; None: any JSON value)."""
+    return {name: json_types(hint) for name, hint in get_type_hints(cls).items()}
+
+
+_RUN_TYPES = _field_types(Run)
+_VERSION_TYPES = _field_types(StoredVersion)
+
+
+def _from_json(cls: type[R], data: Any, types: dict[str, tuple[type, ...] | None]) -> R:
     """``cls`` from its JSON form; ValueError saying which field is missing or of the wrong type."""
     if not isinstance(data, dict):
         raise ValueError(f"expected an object, found {type(data).__name__}")

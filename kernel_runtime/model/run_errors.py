@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from ..errors import NbmeshError
 
@@ -73,7 +73,7 @@ def _ename_of(exc: BaseException) -> Ename:
 class RunError:
     """One run's error; build it with the constructor naming what happened, store its :meth:`to_json`."""
 
-    ename: str
+    ename: Annotated[str, ename_schema()]
     evalue: str
     traceback: tuple[str, ...] = ()
 

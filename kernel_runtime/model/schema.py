@@ -9,8 +9,9 @@ document cannot drift from what the code returns:
   ``tuple[X, ...]``; ``dict[str, X]`` (an object of X values, any keys); ``Literal[...]`` (an enum);
 - a TypedDict: its keys, required unless ``NotRequired``; a dataclass: its fields, all
   of them required, because its ``to_json`` writes every field;
-- ``Annotated[X, Schema(...)]``: the schema of X with those keywords added (a pattern, a description,
-  or ``additionalProperties=True`` for an object whose other keys come from a user).
+- ``Annotated[X, {...}]``: the schema of X with those keywords added (a pattern, an enum, a description,
+  or ``additionalProperties: true`` for an object whose other keys come from a user); write the
+  keywords as a :class:`Schema` where the type goes into a union (typing hashes its members).
 
 TypedDicts and dataclasses are closed (``additionalProperties: false``): a key the
 code adds without declaring it fails the API's conformance test. A type given a
@@ -55,28 +56,27 @@ def fields_of(record: type) -> dict[str, tuple[Any, bool]]:
     return found
 
 
-def json_schema(tp: Any, names: Mapping[Any, str] = {}) -> dict[str, Any]:
-    """The JSON Schema of ``tp``; a type ``names`` names becomes a ``$ref`` to that component."""
-    if tp in names:
-        return {"$ref": REF_PREFIX + names[tp]}
-    return _schema(tp, names)
+def json_schema(tp: Any, names: Mapping[str, Any] = {}) -> dict[str, Any]:
+    """The JSON Schema of ``tp``; a type of ``names`` (component name -> type) becomes a ``$ref`` to it."""
+    # Compared, not hashed: Annotated metadata may be a plain dict.
+    name = next((name for name, known in names.items() if known is tp or known == tp), None)
+    return {"$ref": REF_PREFIX + name} if name is not None else _schema(tp, names)
 
 
-def components(named: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The component schemas of ``named`` (name -> type), referring to one another by name."""
-    names = {tp: name for name, tp in named.items()}
-    return {name: _schema(tp, names) for name, tp in named.items()}
+def components(names: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The component schemas of ``names`` (name -> type), referring to one another by name."""
+    return {name: _schema(tp, names) for name, tp in names.items()}
 
 
-def _schema(tp: Any, names: Mapping[Any, str]) -> dict[str, Any]:
+def _schema(tp: Any, names: Mapping[str, Any]) -> dict[str, Any]:
     origin, args = get_origin(tp), get_args(tp)
+    if origin is typing.Annotated:
+        extra = {k: v for meta in tp.__metadata__ if isinstance(meta, Mapping) for k, v in meta.items()}
+        return {**json_schema(args[0], names), **extra}
     if tp is Any:
         return {}
     if tp in _SCALARS:
         return {"type": _SCALARS[tp]}
-    if origin is typing.Annotated:
-        extra = {k: v for meta in tp.__metadata__ if isinstance(meta, Schema) for k, v in meta.items()}
-        return {**json_schema(args[0], names), **extra}
     if origin is Literal:
         schema = {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
         kinds = {_SCALARS[type(arg)] for arg in args}

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .. import jsontext
 from ..errors import CorruptRecord, InvalidNotebook, NbmeshError, NotFound
 from ..model.product import ProductSpec, check_name, load_spec, parse_ref, read_notebook
-from ..model.records import StoredVersion
+from ..model.records import Product, StoredVersion
 from ..store.repository import Repository
 from ..triggers.lineage import downstream_of, upstream_of
 from ..triggers.rules import check_triggers, loop_problems
@@ -148,28 +148,28 @@ class Catalog:
             raise NotFound(f"Product {name!r} has no version {version}; versions: {entry.versions}.")
         return await self._load_version(name, entry, version), version
 
-    def product_json(self, name: str, version: int | None = None) -> dict[str, Any]:
+    def product_json(self, name: str, version: int | None = None) -> Product:
         entry = self.entries[name]
         version = version or entry.latest
         spec, stored = entry.specs[version], entry.stored[version]
-        return {
-            "name": name,
-            "version": version,
-            "versions": list(entry.versions),
-            "title": spec.title,
-            "description": spec.description,
-            "owner": spec.owner,
-            "parameters": spec.parameters_json(),
-            "triggers": list(spec.triggers),
-            "timeout": spec.timeout,
-            "output_schema": spec.output_schema,
-            "published_at": stored.published_at,
-            "invoke_url": f"/api/products/{name}/invoke",
-            "upstream": upstream_of(spec.triggers),
-            "downstream": downstream_of(name, self.subscriptions()),
-        }
+        return Product(
+            name=name,
+            version=version,
+            versions=list(entry.versions),
+            title=spec.title,
+            description=spec.description,
+            owner=spec.owner,
+            parameters=spec.parameters_json(),
+            triggers=list(spec.triggers),
+            timeout=spec.timeout,
+            output_schema=spec.output_schema,
+            published_at=stored.published_at,
+            invoke_url=f"/api/products/{name}/invoke",
+            upstream=upstream_of(spec.triggers),
+            downstream=downstream_of(name, self.subscriptions()),
+        )
 
-    def products(self, visible: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
+    def products(self, visible: Callable[[str], bool] | None = None) -> list[Product]:
         """The catalog, or the part of it ``visible`` (a product name -> bool) lets through."""
         return [self.product_json(name) for name in sorted(self.entries) if visible is None or visible(name)]
 
@@ -179,7 +179,7 @@ class Catalog:
         spec = entry.specs.get(entry.latest) if entry is not None else None
         return None if spec is None else spec.owner
 
-    async def product(self, ref: str) -> dict[str, Any]:
+    async def product(self, ref: str) -> Product:
         spec, version = await self.resolve(ref)
         return self.product_json(spec.name, version)
 

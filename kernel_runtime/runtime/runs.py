@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from typing import Any, Callable
 
@@ -22,8 +21,8 @@ from ..errors import ExecutionTimeout, KernelError, KernelUnavailable, NbmeshErr
 from ..kernels import protocol, record
 from ..kernels.pool import KernelPool
 from ..model.product import ProductSpec, contract_violation, parse_ref, validate_parameters
+from ..model.records import FAILED, QUEUED, RUN_ID_RE, RUNNING, SUCCEEDED, TIMED_OUT, Run, RunTrigger, new_run_id, now_iso
 from ..model.run_errors import RunError
-from ..model.records import FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Run, new_run_id, now_iso
 from ..settings import RunSettings
 from ..store.repository import Repository
 from .catalog import Catalog
@@ -33,8 +32,7 @@ from .writer import NotebookBuilder, Writer
 log = logging.getLogger("nbmesh.service")
 runlog = logging.getLogger("nbmesh.runs")
 
-RUN_ID_RE = re.compile(r"[0-9a-f]{32}", re.ASCII)
-HTTP_TRIGGER = {"kind": "http"}
+HTTP_TRIGGER = RunTrigger(kind="http")
 
 
 class Runs:
@@ -112,7 +110,7 @@ class Runs:
         await asyncio.gather(*self._workers, return_exceptions=True)
 
     # running --------------------------------------------------------------------------
-    async def invoke(self, ref: str, params: Any, trigger: dict[str, Any] = HTTP_TRIGGER) -> Run:
+    async def invoke(self, ref: str, params: Any, trigger: RunTrigger = HTTP_TRIGGER) -> Run:
         """Run now and wait: the hot path. Validates, leases a warm kernel, runs, answers."""
         spec, version = await self.catalog.resolve(ref)
         values = validate_parameters(spec, params)
@@ -120,7 +118,7 @@ class Runs:
         await self._execute(run, spec)
         return run
 
-    async def submit(self, ref: str, params: Any, trigger: dict[str, Any] = HTTP_TRIGGER) -> Run:
+    async def submit(self, ref: str, params: Any, trigger: RunTrigger = HTTP_TRIGGER) -> Run:
         """Queue a background run; it is persisted before this returns so a restart resumes it."""
         spec, version = await self.catalog.resolve(ref)
         values = validate_parameters(spec, params)

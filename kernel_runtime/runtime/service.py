@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Literal, TypedDict
 
 from ..kernels.pool import KernelPool
-from ..kernels.sandbox import Sandbox
-from ..model.records import Run
+from ..kernels.sandbox import Containment, Sandbox
+from ..kernels.state import PoolState
+from ..model.records import Product, Run
 from ..settings import Settings
 from ..store.repository import Repository
 from ..store.retention import Retention
 from ..triggers.engine import FileClock, Triggers, utc_now
-from ..triggers.lineage import lineage_graph
+from ..triggers.lineage import Lineage, lineage_graph
 from .catalog import Catalog
 from .runs import HTTP_TRIGGER, Runs
 from .writer import Writer
 
 log = logging.getLogger("nbmesh.service")
+
+
+class Health(TypedDict):
+    """The runtime is alive: its products, kernel pool, background queue and kernel containment."""
+
+    status: Literal["ok"]
+    products: int
+    pool: PoolState
+    queue: int
+    containment: Containment
 
 
 class Service:
@@ -93,7 +104,7 @@ class Service:
         task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
 
     # catalog ----------------------------------------------------------------------
-    async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> dict[str, Any]:
+    async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> Product:
         """``authorize`` is called with the owner the notebook names, before anything is checked or stored."""
         spec, version = await self.catalog.publish(name, body, authorize)
         self._spawn(self.pool.prewarm(spec, version))
@@ -103,19 +114,19 @@ class Service:
     async def unpublish(self, name: str) -> None:
         await self.catalog.unpublish(name)
 
-    def products(self, visible: Callable[[str], bool] | None = None) -> list[dict[str, Any]]:
+    def products(self, visible: Callable[[str], bool] | None = None) -> list[Product]:
         return self.catalog.products(visible)
 
     def owner_of(self, name: str) -> str | None:
         return self.catalog.owner_of(name)
 
-    async def product(self, ref: str) -> dict[str, Any]:
+    async def product(self, ref: str) -> Product:
         return await self.catalog.product(ref)
 
     async def product_notebook(self, ref: str) -> dict[str, Any]:
         return await self.catalog.product_notebook(ref)
 
-    def lineage(self) -> dict[str, list[dict[str, Any]]]:
+    def lineage(self) -> Lineage:
         return lineage_graph(self.catalog.subscriptions())
 
     # runs ---------------------------------------------------------------------------
@@ -143,11 +154,11 @@ class Service:
         """Runs waiting: for a background worker, and for their product's concurrency limit."""
         return {"background": self.runs.queue_depth(), "concurrency": self.runs.limiter.waiting()}
 
-    def health(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "products": len(self.catalog),
-            "pool": self.pool.state(),
-            "queue": self.runs.queue_depth(),
-            "containment": self.pool.containment(),
-        }
+    def health(self) -> Health:
+        return Health(
+            status="ok",
+            products=len(self.catalog),
+            pool=self.pool.state(),
+            queue=self.runs.queue_depth(),
+            containment=self.pool.containment(),
+        )

@@ -32,7 +32,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_attempt
 from .. import jsontext
 from ..errors import CorruptRecord, MalformedJSON, UnacceptableJSON, VersionConflict, quoted
 from ..model.product import is_name
-from ..model.records import Run, StoredVersion, now_iso
+from ..model.records import RUN_ID, RUN_ID_RE, Run, StoredVersion, now_iso
 from ..settings import StoreSettings
 from .blob import BlobStore
 
@@ -42,8 +42,7 @@ T = TypeVar("T", Run, StoredVersion)
 _DUE_FORMAT = "%Y%m%dT%H%M%SZ"
 _KEPT_CLAIMS = 3
 _VERSION_FILE = re.compile(r"([0-9]{8,9})\.json", re.ASCII)
-_RUN_ID = re.compile(r"[0-9a-f]{32}", re.ASCII)
-_INDEX_ENTRY = re.compile(r"[0-9]{20}-([0-9a-f]{32})", re.ASCII)
+_INDEX_ENTRY = re.compile(rf"[0-9]{{20}}-({RUN_ID})", re.ASCII)
 _DUE = re.compile(r"[0-9]{8}T[0-9]{6}Z", re.ASCII)
 
 
@@ -233,7 +232,7 @@ class Repository:
     def pending_runs(self) -> list[Run]:
         entries = []
         for key in self.store.list("pending/"):
-            if _RUN_ID.fullmatch(key.split("/", 1)[1]):
+            if RUN_ID_RE.fullmatch(key.split("/", 1)[1]):
                 entries.append((key, key.split("/", 1)[1]))
             else:
                 self._skip(key, "not a pending-run marker")

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from ..errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
-from ..model.records import SUCCEEDED, Run
+from ..model.records import FAILED, SUCCEEDED, Run
 from ..settings import TriggerSettings
 from .rules import TOPIC_RE, is_topic, iso, latest_due, map_parameters, schedule_id
 
@@ -131,7 +131,7 @@ class Triggers:
         asyncio.get_running_loop().call_soon(self._publish_finished, run)
 
     def _publish_finished(self, run: Run) -> None:
-        outcome = "succeeded" if run.status == SUCCEEDED else "failed"
+        outcome = SUCCEEDED if run.status == SUCCEEDED else FAILED  # a timed-out run is a failed one here
         payload: dict[str, Any] = {"run_id": run.run_id, "product": run.product, "version": run.version}
         if run.status == SUCCEEDED:
             payload["result"] = run.result
