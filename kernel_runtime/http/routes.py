@@ -3,12 +3,14 @@
 Handlers only parse and bound the request, check the caller's right on what it
 touches, call the service, and shape the answer. Who the caller is was settled
 before any handler, by the gate of :mod:`.app`, which leaves it in the scope.
+Each handler declares what it answers with :func:`.operations.operation`: the
+OpenAPI document is built from these and ``ROUTES``, and nowhere else.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,14 +19,17 @@ from starlette.routing import Route
 from .. import jsontext
 from ..errors import InvalidParameters, InvalidRequest, PayloadTooLarge, quoted
 from ..model.product import parse_ref
-from ..model.records import SUCCEEDED, TIMED_OUT, Run
-from ..runtime.service import Service
+from ..model.records import SUCCEEDED, TIMED_OUT, Notebook, ParameterValues, Product, Run, RunId, RunStatus
+from ..runtime.service import Health, Service
+from ..triggers.lineage import Lineage
 from .access import PRINCIPAL, Principal
+from .operations import operation
 
 MIB = 1024 * 1024
 NOTEBOOK_LIMIT = 16 * MIB
 PARAMS_LIMIT = 1 * MIB
 MAX_RUNS_LIMIT = 1000
+DEFAULT_RUNS_LIMIT = 50
 # Whole ASCII digits only: str.isdigit() accepts "²" and "١", which int() then rejects or reads.
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 
@@ -88,9 +93,9 @@ def shown(request: Request, product: dict[str, Any]) -> dict[str, Any]:
     return product
 
 
-def run_response(run: Run, ok_status: int = 200) -> JSONResponse:
+def run_response(run: Run) -> JSONResponse:
     if run.status == SUCCEEDED:
-        status = ok_status
+        status = 200
     elif run.status == TIMED_OUT:
         status = 504
     else:
@@ -98,21 +103,69 @@ def run_response(run: Run, ok_status: int = 200) -> JSONResponse:
     return JSONResponse(run.to_json(), status_code=status)
 
 
+# the answers' envelopes ------------------------------------------------------------
+class ProductList(TypedDict):
+    products: list[Product]
+
+
+class RunList(TypedDict):
+    """The product's runs, newest first."""
+
+    runs: list[Run]
+
+
+class RunAccepted(TypedDict):
+    """A background run, accepted: poll ``/api/runs/{run_id}`` for its outcome."""
+
+    run_id: RunId
+    status: RunStatus
+
+
+class EventAccepted(TypedDict):
+    """The event, published: the runs it started (none when the queue had no room)."""
+
+    topic: str
+    runs: list[RunId]
+
+
+RUN_ANSWERS = {
+    200: (Run, "The run succeeded; `result` holds its value."),
+    500: (Run, "The run failed; `error` says why."),
+    504: (Run, "The run timed out."),
+}
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RUNS_LIMIT, "default": DEFAULT_RUNS_LIMIT},
+}
+
+
 # handlers -----------------------------------------------------------------------
+@operation("health", "Liveness and pool state", {200: (Health, "Alive.")}, public=True)
 async def healthz(request: Request) -> Response:
     return JSONResponse(service_of(request).health())
 
 
+@operation("listProducts", "The catalog", {200: (ProductList, "Every product the caller may read.")})
 async def list_products(request: Request) -> Response:
     products = service_of(request).products(readable(request))
-    return JSONResponse({"products": [shown(request, p) for p in products]})
+    return JSONResponse(ProductList(products=[shown(request, p) for p in products]))
 
 
+@operation("getProduct", "One product", {200: (Product, "The product.")}, errors=(400, 404))
 async def get_product(request: Request) -> Response:
     check_read(request, request.path_params["name"])
     return JSONResponse(shown(request, await service_of(request).product(request.path_params["name"])))
 
 
+@operation(
+    "publishProduct",
+    "Publish a notebook as the product's next version",
+    {201: (Product, "Published.")},
+    errors=(400, 409, 413, 415, 422, 503),
+    body=Notebook,
+    body_required=True,
+)
 async def put_product(request: Request) -> Response:
     name, principal, service = request.path_params["name"], principal_of(request), service_of(request)
     # The current owner first, before the body is read: no one takes over another domain's product.
@@ -124,6 +177,7 @@ async def put_product(request: Request) -> Response:
     return JSONResponse(shown(request, product), status_code=201)
 
 
+@operation("unpublishProduct", "Unpublish (its runs stay readable)", {204: (None, "Unpublished.")}, errors=(400, 404, 415))
 async def delete_product(request: Request) -> Response:
     name = request.path_params["name"]
     principal_of(request).check_publish(name, service_of(request).owner_of(name))
@@ -131,28 +185,38 @@ async def delete_product(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation("invoke", "Run now and wait", RUN_ANSWERS, errors=(400, 404, 413, 415, 422, 503), body=ParameterValues)
 async def invoke(request: Request) -> Response:
     check_read(request, request.path_params["name"])
     params = await read_json_object(request)
     return run_response(await service_of(request).invoke(request.path_params["name"], params))
 
 
+@operation(
+    "submitRun",
+    "Run in the background",
+    {202: (RunAccepted, "Queued.")},
+    errors=(400, 404, 413, 415, 422, 503),
+    body=ParameterValues,
+)
 async def submit_run(request: Request) -> Response:
     check_read(request, request.path_params["name"])
     params = await read_json_object(request)
     run = await service_of(request).submit(request.path_params["name"], params)
-    return JSONResponse({"run_id": run.run_id, "status": run.status}, status_code=202)
+    return JSONResponse(RunAccepted(run_id=run.run_id, status=run.status), status_code=202)
 
 
+@operation("listRuns", "The product's runs, newest first", {200: (RunList, "Runs.")}, errors=(400, 404), query=(LIMIT,))
 async def product_runs(request: Request) -> Response:
-    raw = request.query_params.get("limit", "50")
+    raw = request.query_params.get("limit", str(DEFAULT_RUNS_LIMIT))
     if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_RUNS_LIMIT:
         raise InvalidRequest(f"limit must be an integer from 1 to {MAX_RUNS_LIMIT} in ASCII digits, got {quoted(raw)}.")
     check_read(request, request.path_params["name"])
     runs = await service_of(request).list_runs(request.path_params["name"], int(raw))
-    return JSONResponse({"runs": [r.to_json() for r in runs]})
+    return JSONResponse(RunList(runs=[r.to_json() for r in runs]))
 
 
+@operation("productNotebook", "The published notebook", {200: (Notebook, "The notebook.")}, errors=(400, 404))
 async def product_notebook(request: Request) -> Response:
     check_read(request, request.path_params["name"])
     return JSONResponse(await service_of(request).product_notebook(request.path_params["name"]))
@@ -165,41 +229,55 @@ async def readable_run(request: Request) -> Run:
     return run
 
 
+@operation("getRun", "A run", {200: (Run, "The run.")}, errors=(404,))
 async def get_run(request: Request) -> Response:
     return JSONResponse((await readable_run(request)).to_json())
 
 
+@operation(
+    "runNotebook", "The executed notebook, once the run is final", {200: (Notebook, "The executed notebook.")}, errors=(404,)
+)
 async def run_notebook(request: Request) -> Response:
     run = await readable_run(request)
     return JSONResponse(await service_of(request).get_run_notebook(run.run_id))
 
 
+@operation(
+    "publishEvent",
+    "Publish an event; subscribed products run",
+    {202: (EventAccepted, "Published; the runs it started.")},
+    errors=(400, 413, 415, 422, 503),
+    body=dict[str, Any],
+)
 async def post_event(request: Request) -> Response:
     topic = request.path_params["topic"]
     principal_of(request).check_emit(topic)
     payload = await read_json_object(request, PARAMS_LIMIT)
     runs = await service_of(request).emit(topic, payload)
-    return JSONResponse({"topic": topic, "runs": [r.run_id for r in runs]}, status_code=202)
+    return JSONResponse(EventAccepted(topic=topic, runs=[r.run_id for r in runs]), status_code=202)
 
 
+@operation("lineage", "The product graph: which products' runs trigger which", {200: (Lineage, "Nodes and edges.")})
 async def get_lineage(request: Request) -> Response:
     graph = service_of(request).lineage()
     if not principal_of(request).admin:
         # Only products the caller may read, and only edges between two of them.
         may_read = readable(request)
         seen = {node["name"] for node in graph["nodes"] if may_read(node["name"])}
-        graph = {
-            "nodes": [n for n in graph["nodes"] if n["name"] in seen],
-            "edges": [e for e in graph["edges"] if e["from"] in seen and e["to"] in seen],
-        }
+        graph = Lineage(
+            nodes=[n for n in graph["nodes"] if n["name"] in seen],
+            edges=[e for e in graph["edges"] if e["from"] in seen and e["to"] in seen],
+        )
     return JSONResponse(graph)
 
 
+@operation("openapi", "This document", {200: ({"type": "object"}, "OpenAPI 3.1.")})
 async def openapi(request: Request) -> Response:
     body = request.app.state.openapi.body(principal_of(request), readable(request))
     return Response(body, media_type="application/json")
 
 
+@operation("metrics", "Prometheus metrics", {200: ({"type": "string"}, "Prometheus text format.")}, media="text/plain")
 async def metrics(request: Request) -> Response:
     body, content_type = request.app.state.metrics.render()
     return Response(body, headers={"Content-Type": content_type})
