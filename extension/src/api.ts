@@ -6,46 +6,23 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import type { components } from './openapi';
+
+/*
+ * The runtime's shapes, generated from its OpenAPI document (src/openapi.ts,
+ * written by `jlpm build:types`): a field the runtime adds or drops shows up
+ * here as a type error, not as a silent `undefined`.
+ */
+type Schemas = components['schemas'];
+
 /** One parameter of a product, as the runtime describes it. */
-export interface IParameterSpec {
-  type: string;
-  default?: unknown;
-  help?: string;
-  [key: string]: unknown;
-}
+export type IParameterSpec = Schemas['Parameter'];
 
-export interface IProduct {
-  name: string;
-  version: number;
-  versions: number[];
-  title?: string;
-  description?: string;
-  owner?: string;
-  parameters: Record<string, IParameterSpec>;
-  triggers: Record<string, unknown>[];
-  published_at?: string;
-  [key: string]: unknown;
-}
+export type IProduct = Schemas['Product'];
 
-export interface IRunError {
-  ename: string;
-  evalue: string;
-  traceback?: string[];
-}
+export type IRunError = Schemas['RunError'];
 
-export interface IRun {
-  run_id: string;
-  product: string;
-  version: number;
-  parameters: Record<string, unknown>;
-  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out';
-  result?: unknown;
-  error?: IRunError | null;
-  trigger?: { kind: string; [key: string]: unknown };
-  started_at?: string | null;
-  duration_ms?: number | null;
-  [key: string]: unknown;
-}
+export type IRun = Schemas['Run'];
 
 /** What the server extension says about the runtime it talks to. */
 export interface IRuntimeInfo {
