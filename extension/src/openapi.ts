@@ -240,11 +240,15 @@ export interface components {
         Error: {
             error: string;
             details?: unknown[];
-            type?: string;
+            /**
+             * @description The error's class in kernel_runtime.errors: a client maps it back to its exception.
+             * @enum {string}
+             */
+            type: "CorruptRecord" | "ExecutionTimeout" | "Forbidden" | "InternalError" | "InvalidConfig" | "InvalidNotebook" | "InvalidParameters" | "InvalidRequest" | "KernelDied" | "KernelError" | "KernelTampered" | "KernelUnavailable" | "MalformedJSON" | "MethodNotAllowed" | "NbmeshError" | "NotFound" | "PayloadTooLarge" | "QueueFull" | "StoreError" | "StoreUnavailable" | "UnacceptableJSON" | "Unauthorized" | "UnsupportedMediaType" | "VersionConflict";
         };
         /** @description Why a run failed or timed out. */
         RunError: {
-            ename: string;
+            ename: string | "Timeout" | "KernelDied" | "KernelTampered" | "KernelError" | "KernelUnavailable" | "ContractViolation" | "OutputLimitExceeded" | "ResultNotSerializable" | "ChildProcessLeft" | "RuntimeStopped" | "InvalidParameters" | "QueueFull" | "NotFound" | "StoreError" | "StoreUnavailable" | "CorruptRecord" | "InternalError";
             evalue: string;
             traceback: string[];
         };

@@ -54,7 +54,6 @@ COMPONENTS: dict[str, Any] = {
     "Containment": Containment,
     "Lineage": Lineage,
 }
-NAMES = {tp: name for name, tp in COMPONENTS.items()}
 
 ERRORS = {
     400: "Malformed name, query or body.",
@@ -77,7 +76,7 @@ PATH_PARAMETERS = {
 
 
 def _schema(shape: Any) -> dict[str, Any]:
-    return shape if isinstance(shape, dict) else json_schema(shape, NAMES)
+    return shape if isinstance(shape, dict) else json_schema(shape, COMPONENTS)
 
 
 def _answer(shape: Any, description: str, media: str = "application/json") -> dict[str, Any]:

@@ -71,7 +71,10 @@ def _ename_of(exc: BaseException) -> Ename:
 
 @dataclass(frozen=True)
 class RunError:
-    """One run's error; build it with the constructor naming what happened, store its :meth:`to_json`."""
+    """Why a run failed or timed out.
+
+    Build it with the constructor naming what happened; store its :meth:`to_json`.
+    """
 
     ename: Annotated[str, ename_schema()]
     evalue: str
