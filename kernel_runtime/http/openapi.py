@@ -1,4 +1,6 @@
-"""``GET /openapi.json``: the OpenAPI 3.1 document of the runtime, generated (docs/reference/http-api.md, "`GET /openapi.json`").
+"""``GET /openapi.json``: the OpenAPI 3.1 document of the runtime, generated.
+
+Its reference: docs/reference/http-api.md, "`GET /openapi.json`".
 
 Nothing in it is written a second time: the paths are those of ``routes.ROUTES``,
 each method described by the :class:`~.operations.Operation` its handler declares;
