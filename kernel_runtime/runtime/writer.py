@@ -87,7 +87,7 @@ class Writer:
                 self.unsaved[run.run_id] = Unsaved(run, notebook)
                 await self._save_through_outage(run, notebook, write.indexed)
                 self.unsaved.pop(run.run_id, None)
-            except Exception:
+            except Exception:  # the one writer must outlive any one record: log it in full, go on
                 log.exception("could not save run %s; it stays readable from memory", run.run_id)
             finally:
                 self._writes.task_done()
