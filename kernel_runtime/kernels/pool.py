@@ -10,6 +10,8 @@ setup cells but never a kernel start. A kernel is never prepared for another
 product: nothing a run leaves in a kernel (patched modules, threads, files in
 its ``/tmp``) can reach another product.
 
+One kernel's record and the start and shutdown of its process are
+:mod:`kernel_runtime.kernels.kernel`'s; the pool decides which kernels exist.
 Kernels run in the sandbox of :mod:`kernel_runtime.kernels.sandbox`. The pool replaces
 a kernel that dies (also while idle: it is checked when leased and watched in
 the background), whose runner a run tampered with, that hangs past an
@@ -25,57 +27,23 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import secrets
 import shutil
-import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
 
-import zmq
-from jupyter_client import AsyncKernelClient, AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
 from ..model.product import ProductSpec
 from ..settings import PoolSettings
 from . import protocol
-from .output import KernelOutput
-from .sandbox import KERNEL_GID, KERNEL_UID, Containment, Sandbox, kernel_env, resolve
-from .state import BUSY, DEAD, IDLE, STARTING, KernelState, PoolState
+from .kernel import GONE, Kernel
+from .sandbox import Containment, Sandbox, kernel_env, resolve
+from .state import BUSY, DEAD, IDLE, PoolState
 
 log = logging.getLogger("nbmesh.pool")
-
-KERNEL_NAME = "nbmesh-python"
-# What jupyter_client raises when a kernel's process or sockets are gone (or were never there).
-GONE = (OSError, RuntimeError, zmq.ZMQError)
-
-
-@dataclass(eq=False)
-class Kernel:
-    """One kernel process, and the product version it serves (None: a spare)."""
-
-    kid: int
-    km: AsyncKernelManager
-    folder: str  # its IPC folder: connection file and sockets
-    kc: AsyncKernelClient | None = None
-    state: KernelState = STARTING
-    key: tuple[str, int] | None = None
-    prepared: bool = False
-    preparing: bool = False
-    setup_report: protocol.Report | None = None
-    nonce: str = field(default_factory=lambda: secrets.token_hex(16))
-    seq: int = 0
-    retire: str | None = None  # set by a run after which this kernel must not serve another
-    last_used: float = field(default_factory=time.monotonic)
-    runs: int = 0
-    output: KernelOutput | None = None
-
-    def label(self) -> str:
-        return f"{self.kid} {self.key[0]}@{self.key[1]}" if self.key else f"{self.kid} spare"
 
 
 @dataclass
@@ -84,17 +52,6 @@ class Lease:
 
     kernel: Kernel
     warm: bool
-
-
-class _OneSpec(KernelSpecManager):
-    """Hands jupyter_client the spec of one kernel (its sandbox binds that kernel's own IPC folder)."""
-
-    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._spec = spec
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return self._spec
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -163,60 +120,18 @@ class KernelPool:
         finally:
             self.starting -= 1
 
-    def _new_kernel(self) -> Kernel:
-        kid = next(self._ids)
-        folder = os.path.join(self._ipc_dir, f"kernel-{kid}")
-        os.mkdir(folder, 0o700)
-        argv = [sys.executable, "-m", "kernel_runtime.kernels.launcher"]
-        if self.settings.kernel_memory:
-            argv += ["--memory", str(self.settings.kernel_memory)]
-        assert self.sandbox is not None
-        if self.sandbox.drops_to_nobody:
-            argv += ["--user", f"{KERNEL_UID}:{KERNEL_GID}"]
-        argv += ["-f", "{connection_file}"]
-        # The sandbox is a wrapper process: signals would reach bwrap, not the kernel, so interrupts
-        # travel as messages on the control channel (ipykernel then signals itself).
-        spec = KernelSpec(
-            argv=self.sandbox.command(argv, folder), display_name="nbmesh", language="python",
-            name=KERNEL_NAME, interrupt_mode="message",
-        )
-        km = AsyncKernelManager(
-            kernel_name=KERNEL_NAME,
-            kernel_spec_manager=_OneSpec(spec),
-            # IPC sockets are faster than loopback TCP (about 4 ms against 6 ms a round trip here).
-            transport="ipc",
-            ip=os.path.join(folder, "socket"),
-            connection_file=os.path.join(folder, "connection.json"),
-        )
-        kernel = Kernel(kid=kid, km=km, folder=folder)
-        kernel.output = KernelOutput(kernel.label, self.settings.log)
-        return kernel
-
     async def _boot(self) -> Kernel:
-        kernel = self._new_kernel()
-        assert self.sandbox is not None and kernel.output is not None
-        output = kernel.output
+        assert self.sandbox is not None
+        kernel = Kernel.create(next(self._ids), self._ipc_dir, self.settings, self.sandbox)
         self._booting.add(kernel)
         try:
-            await kernel.km.start_kernel(env=self.sandbox.popen_env(), cwd=self.sandbox.popen_cwd(), **output.pipes())
-            await output.attach()
-            kc = kernel.km.client()
-            kc.start_channels()
-            kernel.kc = kc
-            await kc.wait_for_ready(timeout=self.settings.start_timeout)
-            # Runs are answered on the shell channel alone; an unread iopub only piles up messages.
-            kc.iopub_channel.stop()
+            await kernel.start(self.sandbox, self.settings.start_timeout)
         except asyncio.CancelledError:
-            output.close_unused()
-            await self._shutdown(kernel)
+            await kernel.abandon()
             raise
         except Exception as exc:
-            output.close_unused()
-            await self._shutdown(kernel)
-            await output.closed(timeout=self.settings.start_output_wait)  # its last words explain the failure
-            why = str(exc) or type(exc).__name__
-            if output.tail:
-                why += f"; its last output: {' / '.join(output.tail)}"
+            await kernel.abandon()
+            why = await kernel.why_not_started(exc, self.settings.start_output_wait)
             log.error("kernel %s could not be started: %s", kernel.kid, why)
             async with self._cond:
                 self.start_error = why
@@ -226,7 +141,7 @@ class KernelPool:
             self._booting.discard(kernel)
         async with self._cond:
             if self.closed:  # the pool closed while this kernel started: it never joins
-                await self._shutdown(kernel)
+                await kernel.shutdown()
                 return kernel
             self.start_error = None
             kernel.state = IDLE
@@ -241,21 +156,8 @@ class KernelPool:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._disposals, return_exceptions=True)
-        await asyncio.gather(*(self._shutdown(k) for k in [*self.kernels, *self._booting]), return_exceptions=True)
+        await asyncio.gather(*(k.shutdown() for k in [*self.kernels, *self._booting]), return_exceptions=True)
         shutil.rmtree(self._ipc_dir, ignore_errors=True)
-
-    async def _shutdown(self, kernel: Kernel) -> None:
-        """Kill the kernel's process and remove its folder; a kernel already gone is logged, not raised."""
-        try:
-            if kernel.kc is not None:
-                kernel.kc.stop_channels()
-                kernel.kc = None
-            if kernel.km.has_kernel:
-                await kernel.km.shutdown_kernel(now=True)
-        except GONE as exc:
-            log.warning("kernel %s: shutting it down failed: %s", kernel.label(), exc)
-        finally:
-            shutil.rmtree(kernel.folder, ignore_errors=True)
 
     def _remove(self, kernel: Kernel, why: str, failed: bool) -> None:
         """Take ``kernel`` out of the pool (hold the condition's lock), shut it down and start a spare."""
@@ -269,7 +171,7 @@ class KernelPool:
         else:
             self.retired += 1
             log.info("kernel %s retired: %s", kernel.label(), why)
-        task = asyncio.create_task(self._shutdown(kernel))
+        task = asyncio.create_task(kernel.shutdown())
         self._disposals.add(task)
         task.add_done_callback(self._disposals.discard)
         if not self.closed:

@@ -19,15 +19,15 @@ the runner: a few microseconds of identity checks per run), called ``exit()``
 carry this run's data into the next one. Changes those checks miss show up as a
 report that is missing or malformed on a later request.
 
-Only the standard library and IPython are imported here at module level:
-this module is loaded into every kernel and must stay cheap.
+Output capture lives in :mod:`.capture`, result conversion in :mod:`.convert`;
+the identity checks cover them too. Only the standard library, IPython and
+those siblings are imported here at module level: this module is loaded into
+every kernel and must stay cheap.
 """
 
 from __future__ import annotations
 
 import ast
-import datetime as _dt
-import io
 import json
 import os
 import signal
@@ -37,62 +37,12 @@ import time
 import traceback
 from typing import Any
 
-from IPython.core.displaypub import DisplayPublisher
 from IPython.core.inputtransformer2 import TransformerManager
 
-# Python turns at most 4300 digits into text (sys.int_max_str_digits): below 2**14284 an int has at most 4300.
-_MAX_INT_BITS = 14284
+from . import capture, convert
+from .capture import CappedDisplay, CappedStream, OutputLimitExceeded, cell_outputs, data_size
+from .convert import to_json
 
-
-class OutputLimitExceeded(BaseException):
-    """Raised from inside print(): a BaseException so that `except Exception` in product code cannot swallow it."""
-
-
-class _CappedStream(io.TextIOBase):
-    """A text stream that keeps what is written, up to a shared byte budget."""
-
-    def __init__(self, name: str, budget: list[int]) -> None:
-        self.name = name
-        self._parts: list[str] = []
-        self._budget = budget
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._budget[0] -= len(text)
-        if self._budget[0] < 0:
-            raise OutputLimitExceeded(f"The run wrote more than its output limit to {self.name}.")
-        self._parts.append(text)
-        return len(text)
-
-    def getvalue(self) -> str:
-        return "".join(self._parts)
-
-
-def _data_size(data: dict[str, Any]) -> int:
-    return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str)) for v in data.values())
-
-
-class _CappedDisplay(DisplayPublisher):
-    """Keeps what display() shows for the run's record, within the same budget as printed text.
-
-    One per runner, reset per cell by :meth:`start`: building a traitlets object costs ~40 µs.
-    """
-
-    def start(self, budget: list[int]) -> "_CappedDisplay":
-        self.kept: list[dict[str, Any]] = []
-        self._budget = budget
-        return self
-
-    def publish(self, data, metadata=None, source=None, *, transient=None, update=False) -> None:
-        self._budget[0] -= _data_size(data)
-        if self._budget[0] < 0:
-            raise OutputLimitExceeded("The run displayed more than its output limit.")
-        self.kept.append({"output_type": "display_data", "data": data, "metadata": metadata or {}})
-
-    def clear_output(self, wait: bool = False) -> None:
-        self.kept.clear()
 
 
 class Reply:
@@ -127,7 +77,7 @@ class Runner:
         self.baseline_children: set[int] = set()
         self.baseline_threads: set[int | None] = set()
         self.reply: Reply | None = None
-        self._display = _CappedDisplay()
+        self._display = CappedDisplay()
         self._pristine = _fingerprint()
 
     def setup(self, seq: int = 0) -> None:
@@ -235,7 +185,7 @@ class Runner:
                 ns.update(params or {})
                 record.update(status="completed", end=time.time())
                 continue
-            stdout, stderr = _CappedStream("stdout", budget), _CappedStream("stderr", budget)
+            stdout, stderr = CappedStream("stdout", budget), CappedStream("stderr", budget)
             error = None
             value = None
             display = self._display.start(budget)
@@ -250,14 +200,14 @@ class Runner:
                     sys.stdout, sys.stderr, self.shell.display_pub = old
                 if value is not None:
                     shown = self._execute_result(value)
-                    budget[0] -= _data_size(shown["data"])
+                    budget[0] -= data_size(shown["data"])
                     if budget[0] < 0:
                         raise OutputLimitExceeded("The output cell's value is displayed larger than the output limit.")
             except OutputLimitExceeded as exc:
                 error = _error("OutputLimitExceeded", f"{exc} The limit is {self.max_output} bytes.", [])
             except BaseException as exc:  # noqa: BLE001 - product code may raise anything, even SystemExit
                 error = _error(type(exc).__name__, str(exc), _traceback(exc))
-            record["outputs"] = _outputs(stdout, stderr, display.kept)
+            record["outputs"] = cell_outputs(stdout, stderr, display.kept)
             if error is None and value is not None:
                 record["outputs"].append(shown)
             if cell.role == "output" and error is None:
@@ -280,9 +230,11 @@ _MISSING = object()
 
 
 def _fingerprint() -> list[tuple[Any, str, Any]]:
-    """Every name of this module and of its classes, with the object it is bound to now."""
-    module = vars(sys.modules[__name__])
-    spaces = [module] + [vars(v) for v in module.values() if isinstance(v, type) and v.__module__ == __name__]
+    """Every name of this module, of the sibling modules it runs on, and of their classes, with the object it is bound to now."""
+    spaces = []
+    for module in (sys.modules[__name__], capture, convert):
+        names = vars(module)
+        spaces += [names] + [vars(v) for v in names.values() if isinstance(v, type) and v.__module__ == module.__name__]
     return [(space, name, value) for space in spaces for name, value in list(space.items())]
 
 
@@ -294,35 +246,6 @@ def _traceback(exc: BaseException) -> list[str]:
     # Drop the runner's own frame: the author wants to see their cell, not ours.
     tb = exc.__traceback__.tb_next if exc.__traceback__ else None
     return [line.rstrip("\n") for line in traceback.format_exception(type(exc), exc, tb)]
-
-
-def _outputs(stdout: _CappedStream, stderr: _CappedStream, displays: list) -> list[dict[str, Any]]:
-    outputs: list[dict[str, Any]] = []
-    for stream in (stdout, stderr):
-        text = stream.getvalue()
-        if text:
-            outputs.append({"output_type": "stream", "name": stream.name, "text": text})
-    for shown in displays:
-        # display(JSON({"x": nan})) is fine in JupyterLab; in the record NaN is null, as in a result.
-        shown["data"] = {mime: v if isinstance(v, str) else _finite(v) for mime, v in shown["data"].items()}
-    return outputs + displays
-
-
-def _finite(value: Any, _depth: int = 0) -> Any:
-    """``value`` with NaN and ±Infinity, at any depth, as None."""
-    if isinstance(value, float):
-        return _finite_float(value)
-    if _depth > 100:
-        return value
-    if isinstance(value, dict):
-        return {k: _finite(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v, _depth + 1) for v in value]
-    return value
-
-
-def _finite_float(value: float) -> float | None:
-    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 def _has_children() -> bool:
@@ -350,62 +273,3 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def to_json(value: Any, _depth: int = 0) -> Any:
-    """``value`` as plain JSON types, per docs/reference/notebook-format.md, "Result"; TypeError names what cannot be."""
-    if _depth > 100:
-        raise TypeError("The result is nested more than 100 levels deep.")
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        if value.bit_length() > _MAX_INT_BITS:
-            raise TypeError(
-                "The result holds an integer of more than 4300 digits, more than JSON readers take: return it as a string."
-            )
-        return value
-    if isinstance(value, float):
-        return _finite_float(value)
-    if isinstance(value, dict):
-        return {_key(k): to_json(v, _depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json(v, _depth + 1) for v in value]
-    converted = _convert_scientific(value)  # before datetimes: pandas' NaT is one, its isoformat() "NaT"
-    if converted is not _MISSING:
-        return to_json(converted, _depth + 1)
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    raise TypeError(
-        f"The output cell's value of type {type(value).__module__}.{type(value).__qualname__} "
-        "cannot be turned into JSON: return a dict, list, str, number, bool, None or a pandas DataFrame."
-    )
-
-
-def _key(key: Any) -> str:
-    if isinstance(key, str):
-        return key
-    if key is None or isinstance(key, (bool, int, float)):
-        return json.dumps(key)
-    converted = to_json(key)
-    if isinstance(converted, (str, int, float)):
-        return str(converted)
-    raise TypeError(f"A result dict key of type {type(key).__qualname__} cannot be a JSON key.")
-
-
-def _convert_scientific(value: Any) -> Any:
-    """pandas and numpy values as Python ones; only looked up when those libraries are loaded."""
-    pd = sys.modules.get("pandas")
-    if pd is not None:
-        if isinstance(value, pd.DataFrame):
-            return value.to_dict(orient="records")
-        if isinstance(value, pd.Series):
-            return value.tolist()
-        if value is pd.NaT or value is pd.NA:
-            return None
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(value, np.datetime64):
-            return None if np.isnat(value) else str(np.datetime_as_string(value))
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-        if isinstance(value, np.generic):  # a long double's .item() is a long double again
-            return float(value) if isinstance(value, np.longdouble) else value.item()
-    return _MISSING

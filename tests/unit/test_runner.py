@@ -1,4 +1,4 @@
-"""kernel_runtime.kernels.runner.to_json: a product's result as plain JSON types (docs/design.md, "Result conversion")."""
+"""kernel_runtime.kernels.convert.to_json: a product's result as plain JSON types (docs/design.md, "Result conversion")."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kernel_runtime.kernels.runner import to_json
+from kernel_runtime.kernels.convert import to_json
 
 
 def nested(levels: int) -> list:

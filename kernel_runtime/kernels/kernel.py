@@ -1,0 +1,140 @@
+"""One kernel: its record, and its process's life from start in the sandbox to shutdown.
+
+:class:`Kernel` is what the pool keeps about each kernel (the product version it
+serves, its nonce and request count, why it must retire). Its methods start its
+process in the sandbox and wait until it answers, shut it down, and say why a
+start failed; which kernels exist, and when one starts or ends, is the pool's
+(:mod:`kernel_runtime.kernels.pool`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+from ..settings import PoolSettings
+from . import protocol
+from .output import KernelOutput
+from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox
+from .state import STARTING, KernelState
+
+# The pool's logger: what happens to one kernel is part of the pool's story.
+log = logging.getLogger("nbmesh.pool")
+
+KERNEL_NAME = "nbmesh-python"
+# What jupyter_client raises when a kernel's process or sockets are gone (or were never there).
+GONE = (OSError, RuntimeError, zmq.ZMQError)
+
+
+class _OneSpec(KernelSpecManager):
+    """Hands jupyter_client the spec of one kernel (its sandbox binds that kernel's own IPC folder)."""
+
+    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._spec = spec
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return self._spec
+
+
+@dataclass(eq=False)
+class Kernel:
+    """One kernel process, and the product version it serves (None: a spare)."""
+
+    kid: int
+    km: AsyncKernelManager
+    folder: str  # its IPC folder: connection file and sockets
+    kc: AsyncKernelClient | None = None
+    state: KernelState = STARTING
+    key: tuple[str, int] | None = None
+    prepared: bool = False
+    preparing: bool = False
+    setup_report: protocol.Report | None = None
+    nonce: str = field(default_factory=lambda: secrets.token_hex(16))
+    seq: int = 0
+    retire: str | None = None  # set by a run after which this kernel must not serve another
+    last_used: float = field(default_factory=time.monotonic)
+    runs: int = 0
+    output: KernelOutput | None = None
+
+    def label(self) -> str:
+        return f"{self.kid} {self.key[0]}@{self.key[1]}" if self.key else f"{self.kid} spare"
+
+    @classmethod
+    def create(cls, kid: int, ipc_dir: str, settings: PoolSettings, sandbox: Sandbox) -> Kernel:
+        """Kernel ``kid``, not started yet: its IPC folder under ``ipc_dir`` and its manager, which runs it in ``sandbox``."""
+        folder = os.path.join(ipc_dir, f"kernel-{kid}")
+        os.mkdir(folder, 0o700)
+        argv = [sys.executable, "-m", "kernel_runtime.kernels.launcher"]
+        if settings.kernel_memory:
+            argv += ["--memory", str(settings.kernel_memory)]
+        if sandbox.drops_to_nobody:
+            argv += ["--user", f"{KERNEL_UID}:{KERNEL_GID}"]
+        argv += ["-f", "{connection_file}"]
+        # The sandbox is a wrapper process: signals would reach bwrap, not the kernel, so interrupts
+        # travel as messages on the control channel (ipykernel then signals itself).
+        spec = KernelSpec(
+            argv=sandbox.command(argv, folder), display_name="nbmesh", language="python",
+            name=KERNEL_NAME, interrupt_mode="message",
+        )
+        km = AsyncKernelManager(
+            kernel_name=KERNEL_NAME,
+            kernel_spec_manager=_OneSpec(spec),
+            # IPC sockets are faster than loopback TCP (about 4 ms against 6 ms a round trip here).
+            transport="ipc",
+            ip=os.path.join(folder, "socket"),
+            connection_file=os.path.join(folder, "connection.json"),
+        )
+        kernel = cls(kid=kid, km=km, folder=folder)
+        kernel.output = KernelOutput(kernel.label, settings.log)
+        return kernel
+
+    async def start(self, sandbox: Sandbox, timeout: float) -> None:
+        """Start the process in ``sandbox`` and wait until it answers; raises what starting raised."""
+        assert self.output is not None
+        await self.km.start_kernel(env=sandbox.popen_env(), cwd=sandbox.popen_cwd(), **self.output.pipes())
+        await self.output.attach()
+        kc = self.km.client()
+        kc.start_channels()
+        self.kc = kc
+        await kc.wait_for_ready(timeout=timeout)
+        # Runs are answered on the shell channel alone; an unread iopub only piles up messages.
+        kc.iopub_channel.stop()
+
+    async def abandon(self) -> None:
+        """Shut down a kernel whose start did not finish."""
+        assert self.output is not None
+        self.output.close_unused()
+        await self.shutdown()
+
+    async def why_not_started(self, exc: Exception, output_wait: float) -> str:
+        """Why the start failed: ``exc``, and the kernel's last words (its output, read until it closes)."""
+        assert self.output is not None
+        await self.output.closed(timeout=output_wait)
+        why = str(exc) or type(exc).__name__
+        if self.output.tail:
+            why += f"; its last output: {' / '.join(self.output.tail)}"
+        return why
+
+    async def shutdown(self) -> None:
+        """Kill the kernel's process and remove its folder; a kernel already gone is logged, not raised."""
+        try:
+            if self.kc is not None:
+                self.kc.stop_channels()
+                self.kc = None
+            if self.km.has_kernel:
+                await self.km.shutdown_kernel(now=True)
+        except GONE as exc:
+            log.warning("kernel %s: shutting it down failed: %s", self.label(), exc)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
