@@ -282,7 +282,7 @@ def test_kernel_output_is_marked_in_the_runtime_log(pool1):
     lines = wait_for(lambda: (found := [l for l in pool1.log.read_text().splitlines() if mark in l]) and len(found) >= 3 and found,
                      10, "the kernel's output in the log")
     for line in lines:
-        assert line.startswith(f"[kernel ") and f"{name}@1 std" in line, line
+        assert line.startswith("[kernel ") and f"{name}@1 std" in line, line
         assert "\x1b" not in line and "\r" not in line
     assert any("\\x1b[2K\\r" in line for line in lines)
 
