@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from typing import Any
 
@@ -22,19 +23,12 @@ from kernel_runtime.model.product import (
     validate_parameters,
 )
 from kernel_runtime.triggers.rules import check_triggers
+from tests.conftest import make_notebook
 
 
 def notebook(cells: list[tuple[str, str]], **nbmesh: Any) -> nbformat.NotebookNode:
     """A notebook from (tag, source) pairs ("" untagged, "md" markdown), read as the runtime reads a body."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata.nbmesh = nbmesh
-    for tag, source in cells:
-        if tag == "md":
-            nb.cells.append(nbformat.v4.new_markdown_cell(source))
-        else:
-            nb.cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": [tag] if tag else []}))
-    return read_notebook(nbformat.writes(nb))
+    return read_notebook(json.dumps(make_notebook(cells, **nbmesh)))
 
 
 def spec_with(parameters: str, **nbmesh: Any):
