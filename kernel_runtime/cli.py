@@ -109,7 +109,6 @@ def serve(
     spare_kernels: int = typer.Option(DEFAULTS.pool.spares, "--spare-kernels", min=least("pool.spares"), help="Started kernels kept for products whose kernel is not warm."),
     sandbox: str = typer.Option(DEFAULTS.pool.sandbox, "--sandbox", help="Kernel sandbox: auto (bubblewrap if it works, else none), bwrap, none."),
     kernel_env: list[str] = typer.Option([], "--kernel-env", help="Pass this variable of the runtime's environment to kernels (repeatable)."),
-    kernel_workdir: Optional[Path] = typer.Option(None, "--kernel-workdir", help="A folder every kernel sees read-only as its working directory."),
     token: Optional[str] = typer.Option(None, "--token", envvar="NBMESH_TOKEN", help="Require a bearer token; this one may do everything."),
     access: Optional[Path] = typer.Option(None, "--access", envvar="NBMESH_ACCESS", metavar="FILE", help="Principals file: who may publish, invoke and emit what (docs/security.md)."),
     allowed_origin: Optional[list[str]] = typer.Option(None, "--allowed-origin", metavar="ORIGIN", help="Without a token, also answer web pages of this origin (JupyterLab's), e.g. http://localhost:8888. Repeatable."),
@@ -143,7 +142,6 @@ def serve(
             spares=spare_kernels,
             sandbox=sandbox,
             kernel_env=tuple(kernel_env),
-            kernel_workdir=str(kernel_workdir.resolve()) if kernel_workdir else None,
             kernel_memory=kernel_memory * MIB if kernel_memory else None,
         ),
         runs=RunSettings(queue_size=queue_size, max_concurrency=max_concurrency, grace=grace),
@@ -158,9 +156,6 @@ def serve(
     origins = _run_cli(lambda: [parse_origin(origin) for origin in allowed_origin or []])
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     blob_store = _run_cli(lambda: open_store(settings.store))
-    workdir = settings.pool.kernel_workdir
-    if workdir is not None and not Path(workdir).is_dir():
-        fail(f"--kernel-workdir {workdir} is not a folder.")
     contained = _run_cli(lambda: resolve_sandbox(settings.pool, passed_env(settings.pool.kernel_env)))
     service = Service(Repository(blob_store, settings.store.publish_attempts), settings, sandbox=contained)
     ready = [0]

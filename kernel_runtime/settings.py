@@ -79,7 +79,6 @@ class PoolSettings:
     )
     sandbox: str = setting("auto", "`auto` (bubblewrap if it works, else none), `bwrap`, or `none`", option="--sandbox")
     kernel_env: tuple[str, ...] = setting((), "names of the runtime's environment variables kernels get", option="--kernel-env")
-    kernel_workdir: str | None = setting(None, "a folder every kernel sees read-only as its working directory", option="--kernel-workdir")
     kernel_memory: int | None = setting(
         None, "address-space limit of each kernel process in bytes (`--kernel-memory` takes MiB); none: unlimited",
         option="--kernel-memory", at_least=1,

@@ -17,13 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import jsontext
-from ..errors import InvalidParameters, InvalidRequest, PayloadTooLarge, quoted
+from ..errors import InvalidParameters, InvalidRequest, quoted
 from ..model.product import parse_ref
 from ..model.records import SUCCEEDED, TIMED_OUT, Notebook, ParameterValues, Product, Run, RunId, RunStatus
 from ..runtime.service import Health, Service
 from ..triggers.lineage import Lineage
 from .access import PRINCIPAL, Principal
 from .operations import operation
+from .upload import Publish, is_multipart, read_body, read_publish
 
 MIB = 1024 * 1024
 NOTEBOOK_LIMIT = 16 * MIB
@@ -32,23 +33,6 @@ MAX_RUNS_LIMIT = 1000
 DEFAULT_RUNS_LIMIT = 50
 # Whole ASCII digits only: str.isdigit() accepts "²" and "١", which int() then rejects or reads.
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes without reading them all."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not _DIGITS.fullmatch(declared):
-            raise InvalidRequest(f"The Content-Length header {quoted(declared)} is not a number of bytes.")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"The request body is {int(declared)} bytes; the limit is {limit} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def read_json_object(request: Request, limit: int = PARAMS_LIMIT) -> dict[str, Any]:
@@ -161,7 +145,7 @@ async def get_product(request: Request) -> Response:
 @operation(
     "publishProduct",
     "Publish a notebook as the product's next version",
-    {201: (Product, "Published.")},
+    {201: (Product, "Published: a new version."), 200: (Product, "Nothing changed: the current version, no new one.")},
     errors=(400, 409, 413, 415, 422, 503),
     body=Notebook,
     body_required=True,
@@ -172,9 +156,16 @@ async def put_product(request: Request) -> Response:
     current = service.owner_of(name)
     if current is not None:
         principal.check_publish(name, current)
-    body = await read_body(request, NOTEBOOK_LIMIT)
-    product = await service.publish(name, body, lambda owner: principal.check_publish(name, owner, new=True))
-    return JSONResponse(shown(request, product), status_code=201)
+    if is_multipart(request):  # with its files (docs/reference/http-api.md, "Publishing with files")
+        sent = await read_publish(request, NOTEBOOK_LIMIT)
+    else:
+        sent = Publish(await read_body(request, NOTEBOOK_LIMIT), [], [])
+    try:
+        authorize = lambda owner: principal.check_publish(name, owner, new=True)  # noqa: E731
+        product, created = await service.publish(name, sent.notebook, authorize, sent.files, sent.problems)
+    finally:
+        sent.close()
+    return JSONResponse(shown(request, product), status_code=201 if created else 200)
 
 
 @operation("unpublishProduct", "Unpublish (its runs stay readable)", {204: (None, "Unpublished.")}, errors=(400, 404, 415))

@@ -9,6 +9,7 @@ start failed; which kernels exist, and when one starts or ends, is the pool's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -16,12 +17,14 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import zmq
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
+from ..errors import KernelError
+from ..model.bundle import path_problem
 from ..settings import PoolSettings
 from . import protocol
 from .output import KernelOutput
@@ -32,6 +35,8 @@ from .state import STARTING, KernelState
 log = logging.getLogger("nbmesh.pool")
 
 KERNEL_NAME = "nbmesh-python"
+# The files of a product version: (name, version) -> {path in the notebook's folder: a read-only local file}.
+FilesSource = Callable[[str, int], Awaitable[dict[str, str]]]
 # What jupyter_client raises when a kernel's process or sockets are gone (or were never there).
 GONE = (OSError, RuntimeError, zmq.ZMQError)
 
@@ -54,6 +59,7 @@ class Kernel:
     kid: int
     km: AsyncKernelManager
     folder: str  # its IPC folder: connection file and sockets
+    workdir: str  # its working folder: the files of the product version it serves, read-only to it
     kc: AsyncKernelClient | None = None
     state: KernelState = STARTING
     key: tuple[str, int] | None = None
@@ -66,6 +72,7 @@ class Kernel:
     last_used: float = field(default_factory=time.monotonic)
     runs: int = 0
     output: KernelOutput | None = None
+    filled: bool = False  # its workdir holds its product version's files
 
     def label(self) -> str:
         return f"{self.kid} {self.key[0]}@{self.key[1]}" if self.key else f"{self.kid} spare"
@@ -75,6 +82,10 @@ class Kernel:
         """Kernel ``kid``, not started yet: its IPC folder under ``ipc_dir`` and its manager, which runs it in ``sandbox``."""
         folder = os.path.join(ipc_dir, f"kernel-{kid}")
         os.mkdir(folder, 0o700)
+        # Beside the IPC folders, not in one: a kernel's IPC folder is bound read-write.
+        workdir = os.path.join(ipc_dir, "work", f"kernel-{kid}")
+        os.makedirs(workdir)
+        os.chmod(workdir, 0o755)  # a kernel that runs as nobody lists and reads it
         argv = [sys.executable, "-m", "kernel_runtime.kernels.launcher"]
         if settings.kernel_memory:
             argv += ["--memory", str(settings.kernel_memory)]
@@ -84,7 +95,7 @@ class Kernel:
         # The sandbox is a wrapper process: signals would reach bwrap, not the kernel, so interrupts
         # travel as messages on the control channel (ipykernel then signals itself).
         spec = KernelSpec(
-            argv=sandbox.command(argv, folder), display_name="nbmesh", language="python",
+            argv=sandbox.command(argv, folder, workdir), display_name="nbmesh", language="python",
             name=KERNEL_NAME, interrupt_mode="message",
         )
         km = AsyncKernelManager(
@@ -95,14 +106,14 @@ class Kernel:
             ip=os.path.join(folder, "socket"),
             connection_file=os.path.join(folder, "connection.json"),
         )
-        kernel = cls(kid=kid, km=km, folder=folder)
+        kernel = cls(kid=kid, km=km, folder=folder, workdir=workdir)
         kernel.output = KernelOutput(kernel.label, settings.log)
         return kernel
 
     async def start(self, sandbox: Sandbox, timeout: float) -> None:
         """Start the process in ``sandbox`` and wait until it answers; raises what starting raised."""
         assert self.output is not None
-        await self.km.start_kernel(env=sandbox.popen_env(), cwd=sandbox.popen_cwd(), **self.output.pipes())
+        await self.km.start_kernel(env=sandbox.popen_env(), cwd=sandbox.popen_cwd(self.workdir), **self.output.pipes())
         await self.output.attach()
         kc = self.km.client()
         kc.start_channels()
@@ -110,6 +121,13 @@ class Kernel:
         await kc.wait_for_ready(timeout=timeout)
         # Runs are answered on the shell channel alone; an unread iopub only piles up messages.
         kc.iopub_channel.stop()
+
+    async def fill_workdir(self, files: FilesSource | None) -> None:
+        """Link the files of the product version this kernel serves into its working folder, once."""
+        if self.filled or files is None or self.key is None:
+            return
+        await asyncio.to_thread(link_files, await files(*self.key), self.workdir)
+        self.filled = True
 
     async def abandon(self) -> None:
         """Shut down a kernel whose start did not finish."""
@@ -138,3 +156,20 @@ class Kernel:
             log.warning("kernel %s: shutting it down failed: %s", self.label(), exc)
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def link_files(files: dict[str, str], workdir: str) -> None:
+    """Hard links (copies across file systems) in ``workdir`` to read-only local files, by relative path."""
+    for rel, source in files.items():
+        why = path_problem(rel)
+        if why is not None:  # checked at publish and when the record is read; never joined unchecked
+            raise KernelError(f"A product file path {rel!r} {why}.")
+        dest = os.path.join(workdir, *rel.split("/"))
+        os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+        if os.path.lexists(dest):  # a fill cut short earlier
+            os.unlink(dest)
+        try:
+            os.link(source, dest)
+        except OSError:
+            shutil.copy2(source, dest)

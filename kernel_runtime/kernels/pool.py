@@ -39,7 +39,7 @@ from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, 
 from ..model.product import ProductSpec
 from ..settings import PoolSettings
 from . import protocol
-from .kernel import GONE, Kernel
+from .kernel import GONE, FilesSource, Kernel
 from .sandbox import Containment, Sandbox, kernel_env, resolve
 from .state import BUSY, DEAD, IDLE, PoolState
 
@@ -60,8 +60,8 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class KernelPool:
-    def __init__(self, settings: PoolSettings, sandbox: Sandbox | None = None) -> None:
-        self.settings = settings
+    def __init__(self, settings: PoolSettings, sandbox: Sandbox | None = None, files: FilesSource | None = None) -> None:
+        self.settings, self.files = settings, files  # files: each product version's, linked in when a kernel is prepared
         self.kernels: list[Kernel] = []  # started and answering: idle or busy
         self.sandbox = sandbox  # given resolved, or resolved from the settings by start()
         self._cond = asyncio.Condition()
@@ -271,6 +271,7 @@ class KernelPool:
     async def _prepare(self, kernel: Kernel, spec: ProductSpec) -> None:
         kernel.preparing = True
         try:
+            await kernel.fill_workdir(self.files)
             report = await self.call(kernel, protocol.prepare, spec, self.settings.max_output, timeout=spec.timeout)
         finally:
             kernel.preparing = False

@@ -76,7 +76,6 @@ class Sandbox:
 
     kind: str  # "bubblewrap" or "none"
     passed_env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None  # a folder every kernel sees read-only as its working directory
     tmp_size: int = PoolSettings.kernel_tmp  # bytes of the kernel's private /tmp (bubblewrap only)
 
     @property
@@ -95,15 +94,16 @@ class Sandbox:
             env.update(HOME=os.path.expanduser("~"), PYTHONPATH=str(Path(PACKAGE_DIR).parent))
         return {**env, **self.passed_env}
 
-    def command(self, argv: list[str], ipc_dir: str) -> list[str]:
-        """``argv`` (the kernel launcher) wrapped in the sandbox; ``ipc_dir`` is bound read-write."""
+    def command(self, argv: list[str], ipc_dir: str, workdir: str | None = None) -> list[str]:
+        """``argv`` (the kernel launcher) wrapped in the sandbox; ``ipc_dir`` is bound read-write,
+        ``workdir`` (the kernel's product files) read-only as its working directory."""
         if self.kind == "none":
             return list(argv)
-        return [*bwrap_args(ipc_dir, self.env(), self.workdir, self.tmp_size), "--", *argv]
+        return [*bwrap_args(ipc_dir, self.env(), workdir, self.tmp_size), "--", *argv]
 
-    def popen_cwd(self) -> str | None:
+    def popen_cwd(self, workdir: str | None) -> str | None:
         """The working directory of the process the pool starts (bwrap sets the kernel's own)."""
-        return self.workdir if self.kind == "none" else None
+        return workdir if self.kind == "none" else None
 
     def popen_env(self) -> dict[str, str]:
         """The environment of the process the pool starts (bwrap, or the kernel itself)."""
@@ -120,15 +120,15 @@ class Sandbox:
                 "sandbox": "none",
                 **common,
                 "warning": "bubblewrap is not in force: product code runs with the runtime's user and sees its "
-                "files (the store included) and processes; only the environment is cleared.",
+                "files (the store and other products' files included) and processes; only the environment is cleared.",
             }
         return {
             "sandbox": "bubblewrap",
             **common,
             "user": "nobody" if self.drops_to_nobody else "the runtime's user",
             "namespaces": ["mount", "pid", "ipc"],
-            "filesystem": "system and Python read-only, a private /tmp; not the store, the runtime's "
-            "working directory or other kernels' folders",
+            "filesystem": "system and Python read-only, its product's files read-only as its working directory, "
+            "a private /tmp; not the store, the runtime's working directory or other kernels' folders",
             "processes": "sees only its own; cannot signal the runtime or other kernels",
         }
 
@@ -199,7 +199,7 @@ def resolve(settings: PoolSettings, passed_env: dict[str, str]) -> Sandbox:
     mode = settings.sandbox
     if mode not in MODES:
         raise KernelError(f"--sandbox must be one of {', '.join(MODES)}, got {mode!r}.")
-    contained = Sandbox("bubblewrap", passed_env, settings.kernel_workdir, settings.kernel_tmp)
+    contained = Sandbox("bubblewrap", passed_env, tmp_size=settings.kernel_tmp)
     if mode == "none":
         log.warning("--sandbox none: product code runs unconfined, with the runtime's user and files.")
         return replace(contained, kind="none")

@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, NotRequired, TypedDict, TypeVar, get_args, get_type_hints
 
+from .bundle import FileEntry, manifest_problem
 from .run_errors import RunError
 from .schema import Schema, json_types
 
@@ -93,13 +94,18 @@ class StoredVersion:
     version: int
     published_at: str
     notebook: Notebook
+    files: dict[str, FileEntry] = field(default_factory=dict)  # path in the notebook's folder -> its blob
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Any) -> "StoredVersion":
-        return _from_json(cls, data, _VERSION_TYPES)
+        stored = _from_json(cls, data, _VERSION_TYPES)
+        why = manifest_problem(stored.files)
+        if why is not None:
+            raise ValueError(why)  # its paths join a path on disk when the files are unpacked
+        return stored
 
 
 class ParameterInfo(TypedDict):

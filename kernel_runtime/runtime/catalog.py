@@ -12,10 +12,11 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .. import jsontext
 from ..errors import CorruptRecord, InvalidNotebook, NbmeshError, NotFound
+from ..model.bundle import FileEntry, Upload, bundle_problems, essence, file_problem
 from ..model.product import ProductSpec, check_name, load_spec, parse_ref, read_notebook
 from ..model.records import Product, StoredVersion
 from ..store.repository import Repository
@@ -23,6 +24,11 @@ from ..triggers.lineage import downstream_of, upstream_of
 from ..triggers.rules import check_triggers, loop_problems
 
 log = logging.getLogger("nbmesh.service")
+
+
+def _unchanged(current: StoredVersion, notebook: dict[str, Any], manifest: dict[str, FileEntry]) -> bool:
+    """A republish that changes nothing: the same files, and the same notebook but for what running it changes."""
+    return current.files == manifest and essence(current.notebook) == essence(notebook)
 
 
 def load_product(nb: Any, name: str | None = None) -> ProductSpec:
@@ -106,26 +112,52 @@ class Catalog:
         return entry.specs[version]
 
     # publishing ----------------------------------------------------------------------
-    async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> tuple[ProductSpec, int]:
-        """Store a new version; ``authorize`` is called with the owner the notebook names, before anything is checked or stored."""
+    async def publish(
+        self,
+        name: str,
+        body: bytes | None,
+        authorize: Callable[[str], None] | None = None,
+        files: Sequence[Upload] = (),
+        problems: Sequence[dict[str, Any]] = (),
+    ) -> tuple[ProductSpec, int, bool]:
+        """Store a new version with its ``files`` (and whether one was made: not when nothing changed).
+
+        ``authorize`` is called with the owner the notebook names, before anything is checked or
+        stored; ``problems`` are those of the request's parts, listed with the notebook's own.
+        """
         check_name(name)
+        if body is None:
+            raise InvalidNotebook("The publish has no notebook.", [*problems, file_problem("No part is named 'notebook'.")])
         nb = read_notebook(body)
         meta = nb.get("metadata", {}).get("nbmesh", {})
         owner = meta.get("owner", "") if isinstance(meta, dict) else ""
         if authorize is not None and isinstance(owner, str):
             authorize(owner)
         loops = loop_problems(name, meta.get("triggers", []) if isinstance(meta, dict) else [], self.subscriptions())
+        flagged = {p.get("file") for p in problems}
+        extra = [*problems, *bundle_problems(meta, [f.path for f in files if f.path not in flagged]), *loops]
         try:
             load_product(nb, name)  # raises InvalidNotebook listing every problem; nothing is stored then
         except InvalidNotebook as exc:
-            exc.details.extend(loops)
+            exc.details.extend(extra)
             raise
-        if loops:
-            raise InvalidNotebook("The notebook is not a valid product.", loops)
-        stored = await asyncio.to_thread(self.repo.add_version, name, jsontext.loads(body, "The notebook"))
+        if extra:
+            raise InvalidNotebook("The notebook is not a valid product.", extra)
+        notebook = jsontext.loads(body, "The notebook")
+        current = await self._refresh(name)
+        manifest = {f.path: FileEntry(sha256=f.sha256, size=f.size) for f in files}
+        if current is not None and _unchanged(current.stored[current.latest], notebook, manifest):
+            return current.specs[current.latest], current.latest, False
+        await asyncio.to_thread(self.repo.put_files, list(files))
+        stored = await asyncio.to_thread(self.repo.add_version, name, notebook, manifest)
         entry = await self._refresh(name)
         assert entry is not None
-        return await self._load_version(name, entry, stored.version), stored.version
+        return await self._load_version(name, entry, stored.version), stored.version, True
+
+    async def stored_version(self, name: str, version: int) -> StoredVersion:
+        """The stored record of a live version (its notebook and files manifest)."""
+        await self.resolve(f"{name}@{version}")
+        return self.entries[name].stored[version]
 
     async def unpublish(self, name: str) -> None:
         check_name(name)

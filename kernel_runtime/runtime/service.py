@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Literal, TypedDict
+from typing import Any, Callable, Literal, Sequence, TypedDict
 
 from ..kernels.pool import KernelPool
 from ..kernels.sandbox import Containment, Sandbox
 from ..kernels.state import PoolState
+from ..model.bundle import Upload
 from ..model.records import Product, Run
 from ..settings import Settings
 from ..store.repository import Repository
@@ -24,6 +25,7 @@ from ..store.retention import Retention
 from ..triggers.engine import FileClock, Triggers, utc_now
 from ..triggers.lineage import Lineage, lineage_graph
 from .catalog import Catalog
+from .files import FileCache
 from .runs import HTTP_TRIGGER, Runs
 from .writer import Writer
 
@@ -46,8 +48,9 @@ class Service:
     def __init__(self, repo: Repository, settings: Settings | None = None, sandbox: Sandbox | None = None) -> None:
         self.repo = repo
         self.settings = settings or Settings()
-        self.pool = KernelPool(self.settings.pool, sandbox)
         self.catalog = Catalog(repo)
+        self.files = FileCache(self.catalog, repo)
+        self.pool = KernelPool(self.settings.pool, sandbox, self.files.files)
         self.writer = Writer(repo, self.settings.store.write_retry)
         self.run_finished: list[Callable[[Run], None]] = []  # called with every finished run, before its answer
         self.runs = Runs(self.catalog, self.pool, repo, self.writer, self.run_finished, self.settings.runs)
@@ -93,6 +96,7 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.stop()
         await self.pool.close()
+        self.files.close()
 
     async def _prewarm_all(self) -> None:
         for spec, version in self.catalog.newest_first(self.settings.pool.size):
@@ -104,12 +108,20 @@ class Service:
         task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
 
     # catalog ----------------------------------------------------------------------
-    async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> Product:
-        """``authorize`` is called with the owner the notebook names, before anything is checked or stored."""
-        spec, version = await self.catalog.publish(name, body, authorize)
-        self._spawn(self.pool.prewarm(spec, version))
-        log.info("published %s@%s", name, version)
-        return self.catalog.product_json(name, version)
+    async def publish(
+        self,
+        name: str,
+        body: bytes | None,
+        authorize: Callable[[str], None] | None = None,
+        files: Sequence[Upload] = (),
+        problems: Sequence[dict[str, Any]] = (),
+    ) -> tuple[Product, bool]:
+        """The product, and whether a version was made (see :meth:`Catalog.publish`)."""
+        spec, version, created = await self.catalog.publish(name, body, authorize, files, problems)
+        if created:
+            self._spawn(self.pool.prewarm(spec, version))
+            log.info("published %s@%s", name, version)
+        return self.catalog.product_json(name, version), created
 
     async def unpublish(self, name: str) -> None:
         await self.catalog.unpublish(name)

@@ -22,6 +22,10 @@ class BlobStore(ABC):
     def create(self, key: str, data: bytes) -> bool:
         """Write ``key`` only if it does not exist yet; False when another writer was first."""
 
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a blob; backends answer without reading it (this default reads it)."""
+        return self.get(key) is not None
+
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """All keys under ``prefix``, sorted."""

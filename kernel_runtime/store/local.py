@@ -32,6 +32,9 @@ class LocalStore(BlobStore):
         except OSError as exc:
             raise StoreUnavailable(f"Cannot read {key} from the store: {exc.strerror}.") from exc
 
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
     def _write_temp(self, path: Path, data: bytes, sync: bool) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

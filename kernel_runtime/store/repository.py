@@ -8,6 +8,8 @@ Keys (identical on every backend):
 - ``product-runs/{name}/{newest-first stamp}-{run_id}``  per-product run index
 - ``pending/{run_id}``                            runs not final yet (settled on restart)
 - ``schedules/{name}/{schedule_id}/{due}``        due times of a schedule already claimed by a replica
+- ``files/sha256/{hex}``                          a product file's bytes, named by their digest (shared
+  by every version and product that has the same content; a version's manifest names them)
 
 Every method is synchronous and may block on I/O; the service calls them
 from a worker thread.
@@ -21,6 +23,7 @@ because it failed to parse.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -31,6 +34,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_attempt
 
 from .. import jsontext
 from ..errors import CorruptRecord, MalformedJSON, UnacceptableJSON, VersionConflict, quoted
+from ..model.bundle import FileEntry, Upload
 from ..model.product import is_name
 from ..model.records import RUN_ID, RUN_ID_RE, Run, StoredVersion, now_iso
 from ..settings import StoreSettings
@@ -131,22 +135,44 @@ class Repository:
             )
         return stored
 
-    def add_version(self, name: str, notebook: dict[str, Any]) -> StoredVersion:
-        """Store ``notebook`` as the next version; concurrent publishers get distinct numbers."""
+    def add_version(self, name: str, notebook: dict[str, Any], files: dict[str, FileEntry] | None = None) -> StoredVersion:
+        """Store ``notebook`` (with the manifest of its ``files``, already stored) as the next version;
+        concurrent publishers get distinct numbers."""
         retrying = Retrying(retry=retry_if_result(lambda record: record is None), stop=stop_after_attempt(self.publish_attempts))
         try:
-            return retrying(self._create_next_version, name, notebook)
+            return retrying(self._create_next_version, name, notebook, files or {})
         except RetryError:
             raise VersionConflict(f"Could not publish {name}: {self.publish_attempts} other publishes raced it; try again.") from None
 
-    def _create_next_version(self, name: str, notebook: dict[str, Any]) -> StoredVersion | None:
+    def _create_next_version(self, name: str, notebook: dict[str, Any], files: dict[str, FileEntry]) -> StoredVersion | None:
         """The next version, stored; None when a racing publisher took its number first."""
         existing = self._all_versions(name)
         version = max([*existing, self._unpublished_version(name)], default=0) + 1
-        record = StoredVersion(name=name, version=version, published_at=now_iso(), notebook=notebook)
+        record = StoredVersion(name=name, version=version, published_at=now_iso(), notebook=notebook, files=files)
         if self.store.create(f"products/{name}/versions/{version:08d}.json", _dump(record.to_json())):
             return record
         return None
+
+    # files ------------------------------------------------------------------
+    def put_files(self, uploads: list[Upload]) -> dict[str, FileEntry]:
+        """Store each file under its digest, skipping the ones already there; the manifest of them."""
+        manifest: dict[str, FileEntry] = {}
+        for upload in uploads:
+            key = f"files/sha256/{upload.sha256}"
+            if not self.store.exists(key):
+                self.store.create(key, upload.read())  # False: a racing publish stored the same bytes
+            manifest[upload.path] = FileEntry(sha256=upload.sha256, size=upload.size)
+        return manifest
+
+    def get_file(self, sha256: str) -> bytes:
+        """The bytes stored under ``sha256``, checked against it."""
+        key = f"files/sha256/{sha256}"
+        blob = self.store.get(key)
+        if blob is None:
+            raise CorruptRecord(f"Stored object {key} is missing: a version names it as one of its files.")
+        if hashlib.sha256(blob).hexdigest() != sha256:
+            raise CorruptRecord(f"Stored object {key} does not hold the bytes its digest names.")
+        return blob
 
     def unpublish(self, name: str, version: int) -> None:
         self.store.put(f"products/{name}/unpublished.json", _dump({"version": version, "at": now_iso()}))

@@ -93,6 +93,17 @@ class S3Store(BlobStore):
         except BotoCoreError as exc:
             raise self._unavailable(f"read {key}", exc) from exc
 
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise self._unavailable(f"look up {key}", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable(f"look up {key}", exc) from exc
+
     def put(self, key: str, data: bytes) -> None:
         # One PUT is atomic in S3: readers see the old object or the new one.
         try:

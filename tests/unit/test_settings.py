@@ -97,9 +97,9 @@ def test_one_kernel_stays_out_of_a_products_and_the_workers_reach_by_default():
 
 
 def test_the_sandbox_takes_its_tmp_size_from_the_settings():
-    sandbox = resolve(PoolSettings(sandbox="none", kernel_tmp=12345, kernel_workdir="/srv"), {})
-    assert (sandbox.kind, sandbox.tmp_size, sandbox.workdir) == ("none", 12345, "/srv")
-    args = sandbox.__class__("bubblewrap", {}, None, 12345).command(["python"], "/tmp/ipc")
+    sandbox = resolve(PoolSettings(sandbox="none", kernel_tmp=12345), {})
+    assert (sandbox.kind, sandbox.tmp_size) == ("none", 12345)
+    args = sandbox.__class__("bubblewrap", {}, 12345).command(["python"], "/tmp/ipc")
     assert args[args.index("--size") + 1] == "12345"
 
 
