@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from .model.bundle import collect, publish_form
 from .model.records import SUCCEEDED
 from .settings import DEFAULT_URL
 
@@ -85,9 +87,12 @@ class Client:
         return self._request("GET", f"/api/products/{name}").json()
 
     def publish(self, notebook: str | Path | dict[str, Any], name: str | None = None) -> dict[str, Any]:
-        """Publish a notebook (path or dict) under ``name``, else its metadata name, else the file's stem."""
+        """Publish a notebook (path or dict) under ``name``, else its metadata name, else the file's stem.
+
+        A notebook file whose ``metadata.nbmesh.files`` names files is sent with them, from its folder.
+        """
         if isinstance(notebook, dict):
-            nb, stem = notebook, None
+            nb, stem, path = notebook, None, None
         else:
             path = Path(notebook)
             try:
@@ -101,7 +106,15 @@ class Client:
         name = name or meta_name or stem
         if not name:
             raise InvalidRequest("No product name: pass one or set metadata.nbmesh.name.")
-        return self._request("PUT", f"/api/products/{name}", json=nb).json()
+        meta = nb.get("metadata", {}).get("nbmesh") if isinstance(nb, dict) else None
+        if path is None or not isinstance(meta, dict) or "files" not in meta:
+            return self._request("PUT", f"/api/products/{name}", json=nb).json()
+        files, problems = collect(path.parent, meta)
+        if problems:
+            raise InvalidNotebook(f"{path}: its files cannot be sent; nothing was published.", problems)
+        with ExitStack() as stack:
+            form = publish_form(path.read_bytes(), files, stack)
+            return self._request("PUT", f"/api/products/{name}", files=form).json()
 
     def unpublish(self, name: str) -> None:
         # Every change declares JSON, even without a body: a runtime without a token requires it.

@@ -70,6 +70,7 @@ class Runtime:
     port: int
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = ROOT  # where `nbmesh serve` runs: nothing of the product may depend on it
     proc: subprocess.Popen | None = None
     log: Path | None = None
 
@@ -82,7 +83,7 @@ class Runtime:
         cmd = [sys.executable, "-m", "kernel_runtime", "serve", "--store", self.store, "--port", str(self.port), *self.args]
         self.log = Path(tempfile.gettempdir()) / f"nbmesh-serve-{self.port}.log"
         fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -128,9 +129,9 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture(scope="session")
 def runtime(tmp_path_factory) -> Runtime:
-    """One runtime shared by the tests that do not stop it (pool size 2; the examples' data readable)."""
+    """One runtime shared by the tests that do not stop it (pool size 2)."""
     store = tmp_path_factory.mktemp("store")
-    rt = Runtime(store=str(store), port=free_port(), args=["--pool-size", "2", "--kernel-workdir", str(NOTEBOOKS)]).start()
+    rt = Runtime(store=str(store), port=free_port(), args=["--pool-size", "2"]).start()
     yield rt
     rt.stop()
 
@@ -279,21 +280,24 @@ def cli(*args: str, env: dict[str, str | None] | None = None, timeout: float = 1
 class Gate:
     """A closed gate product code waits at, so a run stays running exactly until the test opens it.
 
-    The folder is the runtime's ``--kernel-workdir`` (``args``): kernels see it, read-only, as their
-    working directory, and ``CODE`` (a cell) waits there for the file ``open``.
+    The gate is a loopback port this test holds bound but not listening: ``code`` (a cell) polls it
+    until ``open`` starts listening. Kernels reach loopback in their sandbox; a product published
+    with the code keeps waiting at the same gate after a runtime restart.
     """
 
-    # Product code polls: this sleep is the run's own behaviour, not the test's synchronisation.
-    CODE = "import os, time\nwhile not os.path.exists('open'):\n    time.sleep(0.02)"
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o755)  # kernels run as nobody
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
 
     @property
-    def args(self) -> list[str]:
-        return ["--kernel-workdir", str(self.folder)]
+    def code(self) -> str:
+        # Product code polls: this sleep is the run's own behaviour, not the test's synchronisation.
+        port = self.socket.getsockname()[1]
+        return (
+            "import socket, time\nwhile True:\n    try:\n"
+            f"        socket.create_connection(('127.0.0.1', {port}), timeout=5).close()\n        break\n"
+            "    except OSError:\n        time.sleep(0.02)"
+        )
 
     def open(self) -> None:
-        (self.folder / "open").write_text("")
+        self.socket.listen(1024)

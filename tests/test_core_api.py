@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from kernel_runtime import Client
 from tests.conftest import JSON, NOTEBOOKS, error_of, make_notebook, publish, unique, wait_run
 
 SIMPLE = [
@@ -190,11 +191,9 @@ def test_unpublish_keeps_runs(http):
     assert republished["version"] == 2 and republished["versions"] == [2]
 
 
-def test_example_products_publish_and_run(http):
+def test_example_products_publish_and_run(runtime, http):
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        name = json.loads(path.read_text())["metadata"]["nbmesh"]["name"]
-        r = http.put(f"/api/products/{name}", content=path.read_bytes(), headers=JSON)
-        assert r.status_code == 201, (path.name, r.text)
-        run = http.post(f"/api/products/{r.json()['name']}/invoke", json={}).json()
+        product = Client(runtime.url).publish(path)  # with the data files its metadata names
+        run = http.post(f"/api/products/{product['name']}/invoke", json={}).json()
         assert run["status"] == "succeeded", (path.name, run.get("error"))
         assert run["result"], path.name

@@ -16,14 +16,14 @@ ECHO = [("parameters", 's = "x"\nitems: list = []\nopts: dict = {}'), ("output",
 
 
 @pytest.fixture(scope="module")
-def gate(tmp_path_factory) -> Gate:
-    return Gate(tmp_path_factory.mktemp("gate"))
+def gate() -> Gate:
+    return Gate()
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory, gate):
     """A runtime whose kernels may use 1 GiB of address space each."""
-    args = ["--pool-size", "2", "--kernel-memory", "1024", *gate.args]
+    args = ["--pool-size", "2", "--kernel-memory", "1024"]
     rt = Runtime(store=str(tmp_path_factory.mktemp("limited")), port=free_port(), args=args).start()
     yield rt
     rt.stop()
@@ -164,7 +164,7 @@ def test_parameter_nesting_is_bounded(http):
 
 
 def test_one_product_cannot_hold_every_kernel(http, limited, gate):
-    held = publish(http, [("", Gate.CODE), ("output", "'released'")])
+    held = publish(http, [("", gate.code), ("output", "'released'")])
     quick = publish(http, ECHO)
     waiting = ("nbmesh_queue_depth", (("queue", "concurrency"),))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

@@ -132,11 +132,11 @@ def processes_in(sessions: set[int]) -> list[int]:
 
 def test_sigterm_finishes_in_flight_runs_keeps_queued_ones_and_leaves_no_kernel(fresh_runtime, tmp_path):
     store = str(tmp_path / "graceful")
-    gate = Gate(tmp_path / "gate")
-    rt = fresh_runtime("--pool-size", "2", "--grace", "20", *gate.args, store=store)
+    gate = Gate()
+    rt = fresh_runtime("--pool-size", "2", "--grace", "20", store=store)
     waiting = ("nbmesh_queue_depth", (("queue", "concurrency"),))
     with rt.client() as http:
-        held = publish(http, [("parameters", "n: int = 0"), ("", Gate.CODE), ("output", "n")], name="held")
+        held = publish(http, [("parameters", "n: int = 0"), ("", gate.code), ("output", "n")], name="held")
         background = http.post(f"/api/products/{held}/runs", json={"n": 1}).json()["run_id"]
         queued = [http.post(f"/api/products/{held}/runs", json={"n": 2}).json()["run_id"] for _ in range(3)]
         wait_run(http, background, "running")
@@ -155,7 +155,7 @@ def test_sigterm_finishes_in_flight_runs_keeps_queued_ones_and_leaves_no_kernel(
     assert rt.proc.wait(30) == -signal.SIGTERM  # uvicorn re-raises the signal once it has shut down
     assert not processes_in(sessions), "kernel processes outlived the runtime"
 
-    rt2 = fresh_runtime("--pool-size", "2", *gate.args, store=store)
+    rt2 = fresh_runtime("--pool-size", "2", store=store)
     with rt2.client() as http:
         assert http.get(f"/api/runs/{background}").json()["status"] == "succeeded"
         # What was queued at SIGTERM was persisted and runs after the restart.

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from kernel_runtime import Client
 from tests.conftest import (FINAL, JSON, ROOT, Gate, cli, error_of, make_notebook, metrics, publish, runs_of, stored_status,
                             unique, wait_for, wait_run)
 
@@ -215,17 +216,17 @@ def test_nbmesh_emit(runtime, http):
 
 
 # the background queue ---------------------------------------------------------------------------
-def gated(name: str, **meta: Any) -> dict:
-    """A product whose runs wait at the gate (see Gate), then answer their ``n``."""
-    return make_notebook([("parameters", "n: int = 0"), ("", Gate.CODE), ("output", "n")], name, **meta)
+def gated(name: str, gate: Gate, **meta: Any) -> dict:
+    """A product whose runs wait at ``gate``, then answer their ``n``."""
+    return make_notebook([("parameters", "n: int = 0"), ("", gate.code), ("output", "n")], name, **meta)
 
 
 def test_full_queue_answers_503_and_loses_nothing(fresh_runtime, tmp_path):
-    gate = Gate(tmp_path / "gate")
-    rt = fresh_runtime("--pool-size", "2", "--queue-size", "3", *gate.args)  # one background worker
+    gate = Gate()
+    rt = fresh_runtime("--pool-size", "2", "--queue-size", "3")  # one background worker
     topic = "slow.work"
     with rt.client() as http:
-        publish(http, gated("slow", triggers=[{"event": topic, "parameters": {"n": "$event.n"}}]))
+        publish(http, gated("slow", gate, triggers=[{"event": topic, "parameters": {"n": "$event.n"}}]))
         accepted, refused = [], []
         for n in range(12):
             answer = http.post(f"/api/events/{topic}", json={"n": n})
@@ -287,10 +288,10 @@ def test_flood_of_500_events_with_pool_of_2(fresh_runtime):
 
 def test_sigkill_with_runs_queued_and_running_then_restart(fresh_runtime, tmp_path):
     store = tmp_path / "store"
-    gate = Gate(tmp_path / "gate")
-    rt = fresh_runtime("--pool-size", "2", *gate.args, store=str(store))  # one background worker
+    gate = Gate()
+    rt = fresh_runtime("--pool-size", "2", store=str(store))  # one background worker
     with rt.client() as http:
-        publish(http, gated("sleepy", triggers=[{"event": "wake.up", "parameters": {"n": "$event.n"}}]))
+        publish(http, gated("sleepy", gate, triggers=[{"event": "wake.up", "parameters": {"n": "$event.n"}}]))
         ids = [http.post("/api/products/sleepy/runs", json={"n": n}).json()["run_id"] for n in range(3)]
         ids += http.post("/api/events/wake.up", json={"n": 3}).json()["runs"]
         wait_run(http, ids[0], "running")
@@ -301,7 +302,7 @@ def test_sigkill_with_runs_queued_and_running_then_restart(fresh_runtime, tmp_pa
     gate.open()
 
     # A smaller queue than before the crash: the excess is failed, not a reason to refuse to start.
-    rt = fresh_runtime("--pool-size", "2", "--queue-size", "2", *gate.args, store=str(store))
+    rt = fresh_runtime("--pool-size", "2", "--queue-size", "2", store=str(store))
     with rt.client() as http:
         runs = {i: wait_run(http, i, timeout=90) for i in ids}
     stopped = runs[ids[0]]
@@ -318,12 +319,10 @@ def test_example_weather_pipeline(fresh_runtime, tmp_path):
     """notebooks/weather_raw → weather_clean → weather_digest, started by raw's 06:00 schedule."""
     clock = TestClock(tmp_path / "clock", "2030-01-01T05:59:30Z")
     store = str(tmp_path / "store")
-    rt = fresh_runtime("--pool-size", "2", "--kernel-workdir", str(ROOT / "notebooks"), store=store, env=clock.env)  # the data they read
+    rt = fresh_runtime("--pool-size", "2", store=store, env=clock.env)
     with rt.client() as http:
-        for stem in ("weather_raw", "weather_clean", "weather_digest"):
-            nb = (ROOT / "notebooks" / f"{stem}.ipynb").read_text()
-            name = stem.replace("_", "-")
-            assert http.put(f"/api/products/{name}", content=nb, headers=JSON).status_code == 201
+        for stem in ("weather_raw", "weather_clean", "weather_digest"):  # with the data they read
+            Client(rt.url).publish(ROOT / "notebooks" / f"{stem}.ipynb")
         # The scheduler has seen the schedule before its due time: it claimed the due time just passed.
         wait_for(lambda: claims(store, "weather-raw"), 30, "the scheduler to see weather-raw's schedule")
         clock.set("2030-01-01T06:00:05Z")

@@ -13,6 +13,7 @@ folders, and a glob naming a folder takes the files below it. Everything here is
 from __future__ import annotations
 
 import copy
+from contextlib import ExitStack
 import os
 import re
 import unicodedata
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
 from wcmatch import glob as wcglob
+
+from ..errors import PayloadTooLarge
 
 MIB = 1024 * 1024
 BUNDLE_LIMIT = 256 * MIB  # a publish with its files, in all (413 beyond)
@@ -158,6 +161,17 @@ def essence(notebook: dict[str, Any]) -> dict[str, Any]:
             if isinstance(cell.get("source"), list):
                 cell["source"] = "".join(map(str, cell["source"]))
     return kept
+
+
+def publish_form(notebook: bytes, files: list[tuple[str, Path]], stack: ExitStack) -> list[tuple[str, tuple[str, Any, str]]]:
+    """The parts of a ``multipart/form-data`` publish (httpx's ``files=``); the files stay open in ``stack``."""
+    total = len(notebook) + sum(path.stat().st_size for _, path in files)
+    if total > BUNDLE_LIMIT:
+        raise PayloadTooLarge(f"The notebook and its files are {total} bytes; the limit is {BUNDLE_LIMIT} bytes.")
+    parts = [("notebook", ("notebook.ipynb", notebook, "application/json"))]
+    for rel, path in files:
+        parts.append(("files", (rel, stack.enter_context(open(path, "rb")), "application/octet-stream")))
+    return parts
 
 
 def collect(folder: str | os.PathLike[str], meta: Any) -> tuple[list[tuple[str, Path]], list[dict[str, Any]]]:
