@@ -122,9 +122,17 @@ export class NbmeshApi {
     return this.request<IProduct>('GET', `api/products/${enc(name)}`);
   }
 
-  /** Publish a notebook; a 422 rejects with every problem in `ApiError.problems`. */
-  publish(name: string, notebook: unknown): Promise<IProduct> {
-    return this.request<IProduct>('PUT', `api/products/${enc(name)}`, notebook);
+  /**
+   * Publish a notebook; a 422 rejects with every problem in `ApiError.problems`.
+   * With its `path` in the contents root, the server sends the files its
+   * `metadata.nbmesh.files` names from the notebook's folder along with it.
+   */
+  publish(name: string, notebook: unknown, path?: string): Promise<IProduct> {
+    const target =
+      path === undefined
+        ? `api/products/${enc(name)}`
+        : `publish/${enc(name)}?path=${encodeURIComponent(path)}`;
+    return this.request<IProduct>('PUT', target, notebook);
   }
 
   /** Run now and wait; a failed or timed-out run rejects with `ApiError.run` set. */

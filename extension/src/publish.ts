@@ -54,7 +54,7 @@ export class Publisher {
     });
     let product: IProduct;
     try {
-      product = await this._api.publish(name, model.toJSON());
+      product = await this._api.publish(name, model.toJSON(), panel.context.path);
     } catch (reason) {
       const error =
         reason instanceof ApiError ? reason : new ApiError(0, String(reason));

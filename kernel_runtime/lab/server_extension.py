@@ -23,9 +23,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import tornado.web
@@ -34,7 +35,9 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Unicode, default
 
+from ..errors import PayloadTooLarge
 from ..http.security import is_loopback
+from ..model.bundle import collect, path_problem, publish_form
 from ..settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
 
 _FALSE = {"0", "false", "no", "off"}
@@ -172,6 +175,27 @@ class _Base(APIHandler):
             body["details"] = details
         self.finish(json.dumps(body))
 
+    async def _relay(self, method: str, target: str, headers: dict[str, str], **body: Any) -> None:
+        """Send the request to the runtime (starting it if need be) and pass its answer on."""
+        response = None
+        for attempt in range(2):
+            try:
+                async with httpx.AsyncClient(timeout=self.connection.settings.request_timeout) as client:
+                    response = await client.request(method, target, headers=headers, **body)
+                break
+            except httpx.TransportError as exc:
+                if attempt or not await self.connection.ensure():
+                    reason = self.connection.error or str(exc) or type(exc).__name__
+                    return self._error(502, f"The nbmesh runtime at {self.connection.url} did not answer.", [reason])
+        assert response is not None
+        self.set_status(response.status_code)
+        for name in _PASSED_HEADERS:
+            if name in response.headers:
+                self.set_header(name, response.headers[name])
+        if response.status_code == 204:
+            return self.finish()
+        self.finish(response.content)
+
 
 class InfoHandler(_Base):
     """What the front end needs to show invoke URLs: the runtime's URL and whether it wants a token."""
@@ -214,24 +238,43 @@ class ProxyHandler(_Base):
         if method != "GET":
             # A change must declare its body's type (a runtime without a token refuses it otherwise).
             headers["Content-Type"] = self.request.headers.get("Content-Type", "application/json")
-        response = None
-        for attempt in range(2):
+        await self._relay(method, target, headers, content=self.request.body or None)
+
+
+class PublishHandler(_Base):
+    """Publishes the notebook the browser sends (saved or not), with the files its ``metadata.nbmesh.files``
+    names from its folder in the Jupyter contents root; ``?path=`` is the notebook's path there."""
+
+    @tornado.web.authenticated
+    async def put(self, name: str) -> None:
+        path = self.get_query_argument("path", "")
+        why = path_problem(path)
+        root = Path(self.connection.workdir).resolve()
+        folder = (root / path).parent.resolve() if why is None else root
+        if why is None and folder != root and root not in folder.parents:
+            why = "leaves the Jupyter contents root"
+        if why is not None:
+            return self._error(400, f"The notebook path {path!r} {why}.")
+        try:
+            notebook = json.loads(self.request.body)
+        except ValueError as exc:
+            return self._error(400, f"The body is not notebook JSON: {exc}.")
+        metadata = notebook.get("metadata") if isinstance(notebook, dict) else None
+        meta = metadata.get("nbmesh") if isinstance(metadata, dict) else None
+        target = f"{self.connection.url}/api/products/{quote(name, safe='')}"
+        headers = dict(self.connection.headers)
+        if not isinstance(meta, dict) or "files" not in meta:
+            headers["Content-Type"] = "application/json"
+            return await self._relay("PUT", target, headers, content=self.request.body)
+        files, problems = collect(folder, meta)
+        if problems:
+            return self._error(422, f"The files of {path} cannot be sent; nothing was published.", problems)
+        with ExitStack() as stack:
             try:
-                async with httpx.AsyncClient(timeout=self.connection.settings.request_timeout) as client:
-                    response = await client.request(method, target, content=self.request.body or None, headers=headers)
-                break
-            except httpx.TransportError as exc:
-                if attempt or not await self.connection.ensure():
-                    reason = self.connection.error or str(exc) or type(exc).__name__
-                    return self._error(502, f"The nbmesh runtime at {self.connection.url} did not answer.", [reason])
-        assert response is not None
-        self.set_status(response.status_code)
-        for name in _PASSED_HEADERS:
-            if name in response.headers:
-                self.set_header(name, response.headers[name])
-        if response.status_code == 204:
-            return self.finish()
-        self.finish(response.content)
+                form = publish_form(self.request.body, files, stack)
+            except PayloadTooLarge as exc:
+                return self._error(413, exc.message)
+            await self._relay("PUT", target, headers, files=form)
 
 
 class NbmeshLab(ExtensionApp):
@@ -280,7 +323,9 @@ class NbmeshLab(ExtensionApp):
         self.log.info("nbmesh: forwarding /nbmesh/ to the runtime at %s", self.connection.url)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend([("nbmesh/info", InfoHandler), (r"nbmesh/(api/.*)", ProxyHandler)])
+        self.handlers.extend(
+            [("nbmesh/info", InfoHandler), (r"nbmesh/(api/.*)", ProxyHandler), (r"nbmesh/publish/([^/]+)", PublishHandler)]
+        )
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # Find (or start) the runtime now, so it is warm by the time someone publishes.
