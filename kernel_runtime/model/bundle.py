@@ -30,7 +30,7 @@ BUNDLE_LIMIT = 256 * MIB  # a publish with its files, in all (413 beyond)
 MAX_FILES = 1000  # parts of one publish: beyond, 413 before anything is read into the store
 MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
-GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.NODIR  # files only; a folder is taken whole by the walk below
+GLOB_FLAGS = wcglob.GLOBSTAR | wcglob.MARK
 SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
@@ -187,10 +187,13 @@ def collect(folder: str | os.PathLike[str], meta: Any) -> tuple[list[tuple[str, 
     for pattern in patterns:
         if any(p.get("file") == pattern for p in problems):
             continue
-        bare = pattern.rstrip("/")
-        matches = wcglob.glob(bare, root_dir=root, flags=GLOB_FLAGS)
-        for folder_match in wcglob.glob(bare, root_dir=root, flags=wcglob.GLOBSTAR | wcglob.ONLYDIR):
-            for dirpath, dirnames, filenames in os.walk(root / folder_match):
+        matches = []
+        # MARK ends a folder's match with "/": a glob naming a folder takes every file below it.
+        for match in wcglob.glob(pattern.rstrip("/"), root_dir=root, flags=GLOB_FLAGS):
+            if not match.endswith("/"):
+                matches.append(match)
+                continue
+            for dirpath, dirnames, filenames in os.walk(root / match):
                 dirnames.sort()
                 base = Path(dirpath).relative_to(root).as_posix()
                 matches += [f"{base}/{name}" for name in sorted(filenames)]
