@@ -153,6 +153,28 @@ def test_publish_invoke_and_read_runs_through_the_server(lab):
     assert status == 422 and body["error"]
 
 
+def test_publish_sends_the_files_of_the_notebooks_folder(lab, jp_root_dir):
+    """JupyterLab's Publish: the editor's notebook, with the files its metadata names from its folder."""
+    name = unique("lab-files")
+    notebook = make_notebook([("output", "open('data/fruit.csv').read()")], name=name, files=["data/*.csv"])
+    (jp_root_dir / "team" / "data").mkdir(parents=True)
+    (jp_root_dir / "team" / "data" / "fruit.csv").write_text("apple,3\n")
+    (jp_root_dir / "team" / "product.ipynb").write_text("{}")  # the saved file is stale: the editor's content is sent
+    status, product = lab("PUT", f"nbmesh/publish/{name}", notebook, params={"path": "team/product.ipynb"})
+    assert status == 201 and product["version"] == 1, product
+    status, run = lab("POST", f"nbmesh/api/products/{name}/invoke", {})
+    assert status == 200 and run["result"] == "apple,3\n"
+    status, again = lab("PUT", f"nbmesh/publish/{name}", notebook, params={"path": "team/product.ipynb"})
+    assert status == 200 and again["versions"] == [1]  # nothing changed: no new version
+
+    (jp_root_dir / "team" / "data" / "fruit.csv").unlink()
+    (jp_root_dir / "team" / "data" / "fruit.csv").symlink_to("/etc/hostname")
+    status, body = lab("PUT", f"nbmesh/publish/{name}", notebook, params={"path": "team/product.ipynb"})
+    assert status == 422 and "link leading out" in body["details"][0]["message"]
+    status, body = lab("PUT", f"nbmesh/publish/{name}", notebook, params={"path": "../outside.ipynb"})
+    assert status == 400 and "leaves the notebook's folder" in body["error"]
+
+
 def test_an_invalid_notebook_lists_its_problems_and_stores_nothing(lab):
     name = unique("lab-bad")
     notebook = make_notebook([("parameters", "a = 1"), ("", "a + 1")], name=name)

@@ -41,16 +41,17 @@ TIMEOUT_MS = 90_000
 
 @pytest.fixture(scope="module")
 def e2e_runtime(tmp_path_factory):
-    # Kernels see the examples' data folder as their working directory (the sandbox hides the rest).
-    rt = Runtime(store=str(tmp_path_factory.mktemp("e2e-store")), port=free_port(), args=["--kernel-workdir", str(NOTEBOOKS)]).start()
+    rt = Runtime(store=str(tmp_path_factory.mktemp("e2e-store")), port=free_port()).start()
     yield rt
     rt.stop()
 
 
 @pytest.fixture(scope="module")
 def lab_root(tmp_path_factory) -> Path:
-    """A folder holding one example notebook whose output cell is not tagged yet."""
+    """A folder holding one example notebook whose output cell is not tagged yet, and its data file."""
     root = tmp_path_factory.mktemp("lab-root")
+    (root / "data").mkdir()
+    shutil.copy(NOTEBOOKS / "data" / "seattle-weather.csv", root / "data")  # Publish sends it along
     notebook = json.loads((NOTEBOOKS / "weather_extremes.ipynb").read_text())
     for cell in notebook["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
