@@ -14,8 +14,8 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
 
-# Kernels see only what they are given: the examples read their data from notebooks/.
-.venv/bin/nbmesh serve --port "$PORT" --kernel-workdir notebooks &
+# The examples carry their data files (metadata.nbmesh.files): `nbmesh publish` sends them along.
+.venv/bin/nbmesh serve --port "$PORT" &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null' EXIT INT TERM
 for _ in $(seq 120); do

@@ -151,7 +151,9 @@ def test_every_response_of_every_route_is_as_documented(secured, runtime):
         call("admin", "GET", "/api/products/echo@1", 200)
         call("admin", "GET", "/api/products/sink", 200)
         call("admin", "GET", "/api/products/ghost", 200)
-        call("admin", "PUT", "/api/products/scratch", 201, json=make_notebook(SINK))
+        scratch = make_notebook(SINK)
+        call("admin", "PUT", "/api/products/scratch", 201, json=scratch)
+        call("admin", "PUT", "/api/products/scratch", 200, json=scratch)  # unchanged: no new version
         call("admin", "DELETE", "/api/products/scratch", 204, headers=JSON_TYPE)
         failed = call("admin", "POST", "/api/products/fails/invoke", 500, json={}).json()
         assert failed["status"] == "failed" and failed["error"]["ename"] == "ZeroDivisionError"

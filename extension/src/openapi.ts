@@ -550,7 +550,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Published. */
+            /** @description Nothing changed: the current version, no new one. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Product"];
+                };
+            };
+            /** @description Published: a new version. */
             201: {
                 headers: {
                     [name: string]: unknown;
