@@ -45,7 +45,7 @@ class Column:
 
 
 def table(columns: list[Column], rows: list[list[str]], width: int) -> Table:
-    """A table that fits ``width``: it drops optional columns before it would cut an id or a date.
+    """A table that fits ``width``: it drops optional columns before it would wrap an id or a date.
 
     What is left wraps (``fold``) instead of ending in an ellipsis, so nothing is ever hidden.
     """
@@ -59,10 +59,13 @@ def table(columns: list[Column], rows: list[list[str]], width: int) -> Table:
         if needed(keep) <= width or columns[i].drop == 0:
             break
         keep.remove(i)
+    # Narrower still than the columns that are never dropped: those fold too, every character kept.
+    whole = needed(keep) <= width
     out = Table()
     for i in keep:
         col = columns[i]
-        out.add_column(col.header, no_wrap=col.whole, min_width=widths[i] if col.whole else None, overflow="fold")
+        kept_whole = col.whole and whole
+        out.add_column(col.header, no_wrap=kept_whole, min_width=widths[i] if kept_whole else None, overflow="fold")
     for row in rows:
         out.add_row(*[row[i] for i in keep])
     return out
