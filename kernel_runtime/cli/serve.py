@@ -66,15 +66,15 @@ def serve(
     """Run the runtime: a pool of warm kernels behind the HTTP API."""
     import uvicorn
 
-    from .http.access import Access
-    from .http.app import create_app
-    from .http.security import parse_origin
-    from .http.server import Server
-    from .kernels.sandbox import kernel_env as passed_env
-    from .kernels.sandbox import resolve as resolve_sandbox
-    from .runtime.service import Service
-    from .store import open_store
-    from .store.repository import Repository
+    from ..http.access import Access
+    from ..http.app import create_app
+    from ..http.security import parse_origin
+    from ..http.server import Server
+    from ..kernels.sandbox import kernel_env as passed_env
+    from ..kernels.sandbox import resolve as resolve_sandbox
+    from ..runtime.service import Service
+    from ..store import open_store
+    from ..store.repository import Repository
 
     # The one place settings are read: options (and their environment variables), then --set.
     settings = run_cli(lambda: Settings(
@@ -132,7 +132,7 @@ def serve(
 @app.command("token")
 def token_command(name: str = typer.Argument(..., help="The principal's name in the access file.")) -> None:
     """Make a new random token, and the access-file principal that holds only its SHA-256 digest."""
-    from .http.access import new_principal
+    from ..http.access import new_principal
 
     if not name.strip():
         fail("A principal's name is a non-empty string.")
