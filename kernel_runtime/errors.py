@@ -27,6 +27,14 @@ class NbmeshError(Exception):
         self.message = message
         self.details = details or []
 
+    def __str__(self) -> str:
+        # A traceback or print() shows every problem, not only the sentence that sums them up.
+        lines = [self.message]
+        for detail in self.details:
+            text = detail.get("message") if isinstance(detail, dict) else None
+            lines.append(f"  - {text if isinstance(text, str) else detail}")
+        return "\n".join(lines)
+
     def to_body(self) -> ErrorBody:
         body = ErrorBody(error=self.message)
         if self.details:

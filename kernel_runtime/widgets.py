@@ -2,8 +2,9 @@
 
 ``product_form("sales-summary")`` reads the product's parameter schema from the
 runtime and shows one widget per parameter, of the right kind for its type, an
-Invoke button, and below it the run's JSON result or its error. What the values
-mean is checked by the runtime, as for any other caller.
+Invoke button, and below it the run's JSON result or its error. A nullable
+parameter is a text field that sends null when left empty; an ``any`` one takes
+JSON, else text. What the values mean is checked by the runtime, as for any other caller.
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ from .errors import NbmeshError
 from .model.records import SUCCEEDED
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_JSON_TYPES = ("list", "dict")
 
 
 def _parameter_widget(name: str, spec: dict[str, Any]) -> widgets.Widget:
     kind = spec.get("type")
     default = spec.get("default")
     common: dict[str, Any] = {"description": name, "style": {"description_width": "initial"}}
+    if spec.get("nullable"):
+        # A field left empty sends null: a checkbox or a number field could not say "no value".
+        placeholder = "empty: null" if kind == "str" else "JSON; empty: null"
+        text = default if kind == "str" and isinstance(default, str) else "" if default is None else json.dumps(default)
+        return widgets.Text(value=text, placeholder=placeholder, **common)
+    if kind == "any":
+        text = "" if default is None else json.dumps(default, indent=1)
+        return widgets.Textarea(value=text, placeholder="JSON, else text; empty: the default", rows=3, **common)
     if kind == "bool":
         return widgets.Checkbox(value=bool(default), indent=False, **common)
     if kind == "int":
@@ -64,8 +72,9 @@ class ProductForm(widgets.VBox):
         rows: list[widgets.Widget] = [widgets.HTML(header)]
         for name, widget in self.inputs.items():
             help_text = self.specs[name].get("help")
+            kind = self.specs[name].get("type", "") + (" | None" if self.specs[name].get("nullable") else "")
             label = widgets.HTML(
-                f"<span style='color: gray'>{html.escape(self.specs[name].get('type', ''))}"
+                f"<span style='color: gray'>{html.escape(kind)}"
                 + (f" · {html.escape(help_text)}" if help_text else "")
                 + "</span>"
             )
@@ -84,16 +93,29 @@ class ProductForm(widgets.VBox):
         values: dict[str, Any] = {}
         problems: list[str] = []
         for name, widget in self.inputs.items():
-            if isinstance(widget, widgets.Textarea):
-                text = widget.value.strip()
-                if not text:
+            spec = self.specs[name]
+            if spec.get("nullable"):
+                text = widget.value
+                if not text.strip():
+                    values[name] = None
+                    continue
+                if spec.get("type") == "str":
+                    values[name] = text
+                    continue
+            elif isinstance(widget, widgets.Textarea):
+                text = widget.value
+                if not text.strip():
                     continue  # left empty: the product's default applies
-                try:
-                    values[name] = json.loads(text)
-                except ValueError as exc:
-                    problems.append(f"{name}: not valid JSON ({exc.msg}).")
             else:
                 values[name] = widget.value
+                continue
+            try:
+                values[name] = json.loads(text)
+            except ValueError as exc:
+                if spec.get("type") == "any":
+                    values[name] = text  # as the command line does: JSON when it parses, else the text
+                else:
+                    problems.append(f"{name}: not valid JSON ({exc.msg}).")
         return values, problems
 
     def invoke(self) -> dict[str, Any] | None:

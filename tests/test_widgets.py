@@ -96,3 +96,28 @@ def test_an_unknown_product_is_a_clear_error(client):
 
     with pytest.raises(NotFound):
         product_form("no-such-product", client=client)
+
+
+def test_nullable_and_any_fields_send_null_json_or_text(runtime, client):
+    parameters = 'msg = None\nlabel: str | None = None\nlimit: Optional[int] = 10\nplain: str = "a"'
+    with runtime.client() as http:
+        name = publish(http, make_notebook([("parameters", parameters), ("output", "[msg, label, limit, plain]")], unique("nullable")))
+    form = product_form(name, client=client)
+    assert {n: type(w) for n, w in form.inputs.items()} == {
+        "msg": widgets.Textarea, "label": widgets.Text, "limit": widgets.Text, "plain": widgets.Text,
+    }
+    assert (form.inputs["label"].value, form.inputs["limit"].value) == ("", "10")
+    assert "str | None" in form.children[2].children[1].value
+    form.invoke()
+    assert form.error is None and form.result == [None, None, 10, "a"]
+    form.inputs["msg"].value = '{"k": [1]}'
+    form.inputs["label"].value = "hi"
+    form.inputs["limit"].value = ""
+    form.invoke()
+    assert form.result == [{"k": [1]}, "hi", None, "a"]
+    form.inputs["msg"].value = "plain words"
+    form.inputs["limit"].value = "many"
+    assert form.invoke() is None and form.error.splitlines()[1].startswith("limit: not valid JSON")
+    form.inputs["limit"].value = "3"
+    form.invoke()
+    assert form.result == ["plain words", "hi", 3, "a"]

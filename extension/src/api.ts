@@ -78,18 +78,19 @@ export function toProblems(details: unknown): IProblem[] {
 }
 
 /**
- * A one-line description of a problem that names its cell. The runtime counts
- * cells from 0 and often names the cell itself; the same number is used here
- * so the two never disagree.
+ * A one-line description of a problem that names its cell. `cell` is the
+ * 0-based index; messages number cells from 1, as JupyterLab's status bar
+ * does, and often name the cell themselves: never say it twice.
  */
 export function describeProblem(problem: IProblem): string {
   if (problem.cell === null) {
     return problem.message;
   }
-  const named = new RegExp(`\\bcells? (\\d+, )*${problem.cell}\\b`, 'i');
+  const number = problem.cell + 1;
+  const named = new RegExp(`\\bcells? (\\d+, )*${number}\\b`, 'i');
   return named.test(problem.message)
     ? problem.message
-    : `Cell ${problem.cell}: ${problem.message}`;
+    : `Cell ${number}: ${problem.message}`;
 }
 
 function isRun(body: unknown): body is IRun {

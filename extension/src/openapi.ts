@@ -277,10 +277,12 @@ export interface components {
             duration_ms: number | null;
             warm: boolean | null;
         };
-        /** @description One parameter of a product: its type, its default and the comment that explains it. */
+        /** @description One parameter of a product: its type, whether it also accepts null, its default and the comment that explains it. */
         Parameter: {
             /** @enum {string} */
-            type: "int" | "float" | "str" | "bool" | "list" | "dict";
+            type: "int" | "float" | "str" | "bool" | "list" | "dict" | "any";
+            /** @constant */
+            nullable?: true;
             default: unknown;
             help?: string;
         };

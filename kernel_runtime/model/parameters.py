@@ -24,19 +24,14 @@ from typing import Any, get_args
 import jsonschema
 
 from .. import jsontext
+from .annotations import read_annotation
 from .records import ParameterInfo, ParamType
 
-INT, FLOAT, STR, BOOL, LIST, DICT = get_args(ParamType)
-PARAM_TYPES: dict[str, tuple[type, ...]] = {
-    INT: (int,),
-    FLOAT: (float, int),  # an int is accepted for a float
-    STR: (str,),
-    BOOL: (bool,),
-    LIST: (list,),
-    DICT: (dict,),
-}
-_TYPE_LIST = ", ".join(PARAM_TYPES)
-_ANNOTATION_ALIASES = {"List": LIST, "Dict": DICT, "string": STR, "integer": INT}
+INT, FLOAT, STR, BOOL, LIST, DICT, ANY = get_args(ParamType)
+# The Python type of each JSON type's values; ``any`` takes every JSON value, null included.
+PARAM_TYPES: dict[str, type] = {INT: int, FLOAT: float, STR: str, BOOL: bool, LIST: list, DICT: dict}
+_TYPE_LIST = ", ".join([*PARAM_TYPES, ANY])
+_ANNOTATION_ALIASES = {"List": LIST, "Dict": DICT, "string": STR, "integer": INT, "Any": ANY, "object": ANY}
 # A definition's trailing comment, as papermill reads it: an optional type comment, then the help.
 _COMMENT_RE = re.compile(r"#\s*(?:type:\s*(?P<type>\S*)\s*)?(?P<help>.*)", re.DOTALL)
 # Bounds on one parameter value (docs/reference/notebook-format.md, "Limits"); the 1 MiB body limit bounds the total.
@@ -63,26 +58,29 @@ _Validator = jsonschema.validators.extend(
 )
 
 
-def type_schema(type_name: str) -> dict[str, Any]:
+def type_schema(type_name: str, nullable: bool = False) -> dict[str, Any]:
     """The JSON Schema of a parameter type: the one statement of what each type accepts."""
-    schema: dict[str, Any] = {"type": JSON_SCHEMA_TYPES[type_name]}
+    if type_name == ANY:
+        return {}  # any JSON value; the bounds guard in front still applies
+    json_type = JSON_SCHEMA_TYPES[type_name]
+    schema: dict[str, Any] = {"type": [json_type, "null"] if nullable else json_type}
     if type_name == FLOAT:
         # An int too large for a float is a number, but float() of it would overflow.
         schema.update(minimum=-sys.float_info.max, maximum=sys.float_info.max)
     return schema
 
 
-_TYPE_CHECKS = {name: _Validator(type_schema(name)) for name in PARAM_TYPES}
+_TYPE_CHECKS = {(name, nullable): _Validator(type_schema(name, nullable)) for name in [*PARAM_TYPES, ANY] for nullable in (False, True)}
 
 
-def is_type(value: Any, type_name: str) -> bool:
+def is_type(value: Any, type_name: str, nullable: bool = False) -> bool:
     """Whether ``value`` is acceptable for a parameter of ``type_name`` (a default, a trigger's value)."""
-    return _TYPE_CHECKS[type_name].is_valid(value)
+    return _TYPE_CHECKS[type_name, nullable].is_valid(value)
 
 
 def as_type(value: Any, type_name: str) -> Any:
     """An accepted value as the parameter's Python type: 2 for a float is 2.0, 1.0 for an int is 1."""
-    if type_name == FLOAT:
+    if type_name == FLOAT and value is not None:
         return float(value)
     if type_name == INT and isinstance(value, float):
         return int(value)
@@ -90,9 +88,11 @@ def as_type(value: Any, type_name: str) -> Any:
 
 
 def type_of(value: Any) -> str | None:
-    """The parameter type a default value implies, or None for values with no JSON type."""
+    """The parameter type a default value implies (``any`` for None), or None for values with no JSON type."""
+    if value is None:
+        return ANY  # papermill's `x = None`: the parameter may be any JSON value
     for name in (BOOL, INT, FLOAT, STR, LIST, DICT):  # bool first: True is an int too
-        if isinstance(value, PARAM_TYPES[name][0]):
+        if isinstance(value, PARAM_TYPES[name]):
             return name
     return None
 
@@ -108,16 +108,28 @@ class Parameter:
     type: ParamType
     default: Any
     help: str = ""
+    nullable: bool = False  # null is accepted beside the type (`x: str | None`); ``any`` accepts it anyway
 
     def to_json(self) -> ParameterInfo:
         out = ParameterInfo(type=self.type, default=self.default)
+        if self.nullable:
+            out["nullable"] = True
         if self.help:
             out["help"] = self.help
         return out
 
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` is of this parameter's type (a default, a trigger's literal value)."""
+        return is_type(value, self.type, self.nullable)
+
+    @property
+    def type_text(self) -> str:
+        """The type as messages say it: ``str``, ``str or null``, ``any``."""
+        return f"{self.type} or null" if self.nullable else self.type
+
     def json_schema(self) -> dict[str, Any]:
         """Its type's schema with the bounds a schema can state (the guard in front applies them at every depth)."""
-        schema = {**type_schema(self.type), **_TOP_LEVEL_BOUNDS.get(self.type, {}), "default": self.default}
+        schema = {**type_schema(self.type, self.nullable), **_TOP_LEVEL_BOUNDS.get(self.type, {}), "default": self.default}
         if self.help:
             schema["description"] = self.help
         return schema
@@ -161,8 +173,9 @@ class ParameterRules:
 
     def _message(self, key: str, error: jsonschema.ValidationError) -> str:
         if error.validator in ("type", "minimum", "maximum"):
-            value = error.instance
-            return f"Parameter {key!r} must be {self.parameters[key].type}, got {_json_type(value)} {_short(value)}."
+            value, param = error.instance, self.parameters[key]
+            got = "null" if value is None else f"{_json_type(value)} {_short(value)}"
+            return f"Parameter {key!r} must be {param.type_text}, got {got}."
         # Any other keyword is a top-level bound, which the guard in front has already said in its words.
         return f"Parameter {key!r}: {error.message}."
 
@@ -179,7 +192,7 @@ class ParameterRules:
 
 
 def _json_type(value: Any) -> str:
-    return "null" if value is None else type_of(value) or type(value).__name__
+    return type_of(value) or type(value).__name__
 
 
 def _short(value: Any) -> str:
@@ -193,7 +206,7 @@ def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, 
         tree = ast.parse(source)
     except SyntaxError as exc:
         problems.append(
-            problem(f"The parameters cell {cell_index} cannot be parsed: {exc.msg} on line {exc.lineno}.", cell_index)
+            problem(f"The parameters cell (cell {cell_index + 1}) cannot be parsed: {exc.msg} on line {exc.lineno}.", cell_index)
         )
         return {}
     # The real comment tokens: a '#' inside a string ("#ff0000") is not one.
@@ -247,11 +260,11 @@ def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell
         problems.append(problem(f"Parameter {name!r}: its default {reason}.", cell_index))
         return None
     if isinstance(stmt, ast.AnnAssign):
-        annotation, base = ast.get_source_segment(source, stmt.annotation), _annotation_base(stmt.annotation)
+        annotation, (base, optional) = ast.get_source_segment(source, stmt.annotation), read_annotation(stmt.annotation)
     else:  # a type comment, `x = 3  # type: float`, stands for an annotation
-        annotation, base = type_comment, _annotation_base(type_comment)
+        annotation, (base, optional) = type_comment, read_annotation(type_comment)
     if not annotation:
-        type_name = type_of(default)
+        type_name, nullable = type_of(default), False
         if type_name is None:
             problems.append(
                 problem(
@@ -263,34 +276,21 @@ def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell
             return None
     else:
         type_name = _ANNOTATION_ALIASES.get(base, base)
-        if type_name not in PARAM_TYPES:
+        if type_name not in PARAM_TYPES and type_name != ANY:
             problems.append(
                 problem(
-                    f"Parameter {name!r}: type {annotation!r} is not one of {_TYPE_LIST}.",
+                    f"Parameter {name!r}: type {annotation!r} is not one of {_TYPE_LIST} (or Optional of one).",
                     cell_index,
                 )
             )
             return None
-        if not is_type(default, type_name):
-            problems.append(problem(f"Parameter {name!r}: default {text} is not a {type_name}.", cell_index))
+        # `x: str = None` means what `x: Optional[str] = None` says; `any` holds null anyway.
+        nullable = type_name != ANY and (optional or default is None)
+        param = Parameter(name=name, type=type_name, default=default, nullable=nullable)
+        if not param.accepts(default):
+            problems.append(problem(f"Parameter {name!r}: default {text} is not a {param.type_text}.", cell_index))
             return None
-    return Parameter(name=name, type=type_name, default=as_type(default, type_name), help=help_text)
-
-
-def _annotation_base(node: ast.expr | str) -> str | None:
-    """The name an annotation is read by: ``List[int]``, ``typing.List`` and ``"List"`` are all ``List``."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # quoted: `x: "List[int]" = []`
-        node = node.value
-    if isinstance(node, str):
-        try:
-            node = ast.parse(node.strip(), mode="eval").body
-        except SyntaxError:
-            return None
-    if isinstance(node, ast.Subscript):
-        node = node.value
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "typing":
-        return node.attr
-    return node.id if isinstance(node, ast.Name) else None
+    return Parameter(name=name, type=type_name, default=as_type(default, type_name), help=help_text, nullable=nullable)
 
 
 def out_of_bounds(value: Any, max_depth: int = MAX_DEPTH) -> str | None:

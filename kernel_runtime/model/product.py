@@ -210,10 +210,10 @@ def _classify_cells(nb: nbformat.NotebookNode, problems: list) -> list[Cell]:
         roles = [t for t in (TAG_PARAMETERS, TAG_SETUP, TAG_OUTPUT) if t in tags]
         if cell.get("cell_type") != "code":
             for role in roles:
-                problems.append(problem(f"Cell {index} is tagged {role!r} but is not a code cell.", index))
+                problems.append(problem(f"Cell {index + 1} is tagged {role!r} but is not a code cell.", index))
             continue
         if len(roles) > 1:
-            problems.append(problem(f"Cell {index} has more than one role: {', '.join(roles)}.", index))
+            problems.append(problem(f"Cell {index + 1} has more than one role: {', '.join(roles)}.", index))
         role = roles[0] if roles else "body"
         if role in by_role:
             by_role[role].append(index)
@@ -223,11 +223,11 @@ def _classify_cells(nb: nbformat.NotebookNode, problems: list) -> list[Cell]:
         problems.append(problem("No cell is tagged 'output': tag the cell whose last expression is the result."))
     elif len(outputs) > 1:
         problems.append(
-            problem(f"Cells {', '.join(map(str, outputs))} are all tagged 'output': exactly one may be.", outputs[1])
+            problem(f"Cells {', '.join(str(i + 1) for i in outputs)} are all tagged 'output': exactly one may be.", outputs[1])
         )
     if len(by_role[TAG_PARAMETERS]) > 1:
         extra = by_role[TAG_PARAMETERS][1]
-        problems.append(problem(f"Cell {extra} is a second 'parameters' cell: at most one is allowed.", extra))
+        problems.append(problem(f"Cell {extra + 1} is a second 'parameters' cell: at most one is allowed.", extra))
     return cells
 
 
@@ -245,11 +245,11 @@ def _check_syntax(cell: Cell, problems: list) -> None:
     try:
         tree = ast.parse(python_source(cell.source))
     except SyntaxError as exc:
-        problems.append(problem(f"Cell {cell.index} has a syntax error on line {exc.lineno}: {exc.msg}.", cell.index))
+        problems.append(problem(f"Cell {cell.index + 1} has a syntax error on line {exc.lineno}: {exc.msg}.", cell.index))
         return
     if cell.role == TAG_OUTPUT and not (tree.body and isinstance(tree.body[-1], ast.Expr)):
         problems.append(
-            problem(f"The output cell {cell.index} must end with an expression: its value is the result.", cell.index)
+            problem(f"The output cell (cell {cell.index + 1}) must end with an expression: its value is the result.", cell.index)
         )
 
 

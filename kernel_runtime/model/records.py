@@ -18,7 +18,7 @@ from .bundle import FileEntry, manifest_problem
 from .run_errors import RunError
 from .schema import Schema, json_types
 
-ParamType = Literal["int", "float", "str", "bool", "list", "dict"]  # what a parameter may be declared as
+ParamType = Literal["int", "float", "str", "bool", "list", "dict", "any"]  # what a parameter may be declared as
 RunStatus = Literal["queued", "running", "succeeded", "failed", "timed_out"]
 QUEUED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = get_args(RunStatus)
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMED_OUT})
@@ -109,9 +109,10 @@ class StoredVersion:
 
 
 class ParameterInfo(TypedDict):
-    """One parameter of a product: its type, its default and the comment that explains it."""
+    """One parameter of a product: its type, whether it also accepts null, its default and the comment that explains it."""
 
     type: ParamType
+    nullable: NotRequired[Literal[True]]  # only present when true: `x: str | None = None`
     default: Any
     help: NotRequired[str]
 

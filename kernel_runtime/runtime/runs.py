@@ -245,12 +245,16 @@ class Runs:
         return notebook
 
     async def list_runs(self, ref: str, limit: int = 50) -> list[Run]:
-        name, _ = parse_ref(ref)
-        if name not in self.catalog and not await asyncio.to_thread(self.repo.list_runs, name, 1):
+        """The newest runs of ``name``, or of that version only for ``name@version``."""
+        name, version = parse_ref(ref)
+        entry = self.catalog.entries.get(name)
+        if entry is None and not await asyncio.to_thread(self.repo.list_runs, name, 1):
             raise NotFound(f"No product named {name!r} is published.")
+        if entry is not None and version is not None and version not in entry.versions:
+            raise NotFound(f"Product {name!r} has no version {version}; versions: {entry.versions}.")
         # Unsaved runs first: one the writer saves while the store is read is then in one list or both.
-        fresh = self.writer.runs_of(name)
-        stored = await asyncio.to_thread(self.repo.list_runs, name, limit)
+        fresh = [r for r in self.writer.runs_of(name) if version in (None, r.version)]
+        stored = await asyncio.to_thread(self.repo.list_runs, name, limit, version)
         seen = {r.run_id for r in fresh}
         runs = fresh + [r for r in stored if r.run_id not in seen]
         runs.sort(key=lambda r: r.created_at, reverse=True)

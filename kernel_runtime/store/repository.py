@@ -239,8 +239,18 @@ class Repository:
                 self._skip(key, "not a run index entry")
         return entries
 
-    def list_runs(self, name: str, limit: int) -> list[Run]:
-        return self._readable_runs(self._index(name)[:limit], name)
+    def list_runs(self, name: str, limit: int, version: int | None = None) -> list[Run]:
+        """``name``'s newest ``limit`` runs; of that version only when ``version`` is given."""
+        entries = self._index(name)
+        if version is None:
+            return self._readable_runs(entries[:limit], name)
+        # The index does not name versions: read runs newest first, a page at a time, until enough match.
+        found: list[Run] = []
+        for start in range(0, len(entries), limit):
+            found += [r for r in self._readable_runs(entries[start : start + limit], name) if r.version == version]
+            if len(found) >= limit:
+                break
+        return found[:limit]
 
     def prune_runs(self, name: str, keep: int) -> int:
         """Delete all but the newest ``keep`` runs of ``name`` (never unfinished ones); how many went."""

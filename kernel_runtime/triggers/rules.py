@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from ..errors import InvalidParameters, quoted
-from ..model.parameters import is_type
 from .lineage import product_topic, upstream_of
 
 if TYPE_CHECKING:
@@ -87,8 +86,8 @@ def _check_parameters(
         elif isinstance(value, str) and value.startswith(EVENT_REF):
             if not is_event:
                 problems.append({"cell": None, "message": f"{where}: {value!r} refers to an event, but this is a schedule."})
-        elif not is_type(value, param.type):
-            problems.append({"cell": None, "message": f"{where}: parameter {key!r} must be {param.type}."})
+        elif not param.accepts(value):
+            problems.append({"cell": None, "message": f"{where}: parameter {key!r} must be {param.type_text}."})
     return problems
 
 

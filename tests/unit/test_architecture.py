@@ -71,7 +71,7 @@ def imports_of(name: str, is_package: bool, source: str, known: set[str]) -> set
 
 
 def is_leaf(module: str) -> bool:
-    return module in LEAVES or module.startswith(f"{ROOT}.lab.")
+    return module in LEAVES or module.startswith((f"{ROOT}.lab.", f"{ROOT}.cli."))
 
 
 def group_of(module: str) -> str | None:

@@ -73,3 +73,16 @@ def test_the_405_and_500_answers_carry_a_type_too():
 def test_every_error_a_run_can_carry_has_an_ename_of_the_runtime():
     for cls in errors.BODY_TYPES.values():
         assert RunError.refused(cls("x")).ename in RUNTIME_ENAMES
+
+
+def test_an_error_prints_each_detail_on_its_own_line():
+    error = errors.InvalidParameters(
+        "Invalid parameters for product 'p'.",
+        [{"parameter": "n", "message": "Parameter 'n' must be int, got str \"a\"."}, {"parameter": "x", "message": "Unknown parameter 'x'."}],
+    )
+    assert str(error).splitlines() == [
+        "Invalid parameters for product 'p'.",
+        "  - Parameter 'n' must be int, got str \"a\".",
+        "  - Unknown parameter 'x'.",
+    ]
+    assert str(errors.NotFound("No product named 'p' is published.")) == "No product named 'p' is published."

@@ -130,20 +130,21 @@ def test_a_notebook_without_parameters_cell_has_no_parameters():
         ("x = len('a')", "is not a literal value"),
         ("x: set = {1}", "its default holds a set, which is not a JSON value"),
         ("x = {[1]: 2}", "default '{[1]: 2}' cannot be evaluated (TypeError"),
-        ("x: Any = 1", "type 'Any' is not one of"),
+        ("x: tuple = ()", "type 'tuple' is not one of int, float, str, bool, list, dict, any"),
+        ("x: int | str = 1", "type 'int | str' is not one of"),
         ("x: int = 'a'", "default 'a' is not a int"),
         ("x: int = 1.5", "default 1.5 is not a int"),
         ("x: int = True", "default True is not a int"),
         ("x: float = True", "default True is not a float"),
         ("x: bool = 1", "default 1 is not a bool"),
-        ("x = None", "cannot infer a type from default 'None'"),
+        ("x: Optional[int] = 'a'", "default 'a' is not a int or null"),
         ("x = (1, 2)", "cannot infer a type from default"),
         ("import os", "Line 1 of the parameters cell is not a plain assignment"),
         ("x, y = 1, 2", "Line 1 of the parameters cell is not a plain assignment"),
         ("x = y = 1", "Line 1 of the parameters cell is not a plain assignment"),
         ("a = 1\nx += 1", "Line 2 of the parameters cell is not a plain assignment"),
         ("x: int", "Line 1 of the parameters cell is not a plain assignment"),
-        ("x = (", "The parameters cell 0 cannot be parsed"),
+        ("x = (", "The parameters cell (cell 1) cannot be parsed"),
     ],
 )
 def test_a_parameter_that_cannot_be_read_is_a_problem_of_the_parameters_cell(line, fragment):
@@ -152,7 +153,7 @@ def test_a_parameter_that_cannot_be_read_is_a_problem_of_the_parameters_cell(lin
     assert {d["cell"] for d in details} == {0}
 
 
-@pytest.mark.parametrize("line", ["x = foo", "x = len('a')", "x: set = {1}", "x: Any = 1", "x: int = 'a'", "x: bool = 1", "x = None"])
+@pytest.mark.parametrize("line", ["x = foo", "x = len('a')", "x: set = {1}", "x: tuple = ()", "x: int = 'a'", "x: bool = 1", "x: str | None = 1"])
 def test_a_parameter_read_but_refused_is_one_problem_with_its_reason(line):
     found = parameter_problems(line)
     assert len(found) == 1 and found[0].startswith("Parameter 'x': "), found
@@ -163,10 +164,10 @@ def test_a_parameter_read_but_refused_is_one_problem_with_its_reason(line):
     "cells, fragment, cell",
     [
         ([("", "x = 1")], "No cell is tagged 'output'", None),
-        ([("output", "1"), ("output", "2")], "Cells 0, 1 are all tagged 'output'", 1),
-        ([("output", "x = 1")], "The output cell 0 must end with an expression", 0),
-        ([("output", "1"), ("", "def f(:")], "Cell 1 has a syntax error on line 1", 1),
-        ([("parameters", "x = 1"), ("parameters", "y = 2"), ("output", "1")], "Cell 1 is a second 'parameters' cell", 1),
+        ([("output", "1"), ("output", "2")], "Cells 1, 2 are all tagged 'output'", 1),
+        ([("output", "x = 1")], "The output cell (cell 1) must end with an expression", 0),
+        ([("output", "1"), ("", "def f(:")], "Cell 2 has a syntax error on line 1", 1),
+        ([("parameters", "x = 1"), ("parameters", "y = 2"), ("output", "1")], "Cell 2 is a second 'parameters' cell", 1),
     ],
 )
 def test_cell_role_problems_name_their_cell(cells, fragment, cell):
@@ -179,7 +180,7 @@ def test_a_tagged_markdown_cell_is_a_problem_and_an_untagged_one_is_not():
     assert load_spec(notebook([("md", "# title"), ("output", "1")]), "p").run_cells[-1].role == "output"
     nb = notebook([("output", "1")])
     nb.cells.append(nbformat.v4.new_markdown_cell("text", metadata={"tags": ["setup"]}))
-    assert problems_of(nb) == [{"cell": 1, "message": "Cell 1 is tagged 'setup' but is not a code cell."}]
+    assert problems_of(nb) == [{"cell": 1, "message": "Cell 2 is tagged 'setup' but is not a code cell."}]
 
 
 def test_cells_are_split_into_setup_and_run_cells_in_notebook_order():
@@ -340,7 +341,7 @@ def test_valid_values_overlay_the_defaults(spec, values, changed):
         ("n", 1.5, "Parameter 'n' must be int, got float 1.5."),
         ("ratio", 2**1024, "Parameter 'ratio' must be float, got int 1797693134862315907729305190789024733...."),
         ("n", "1", "Parameter 'n' must be int, got str \"1\"."),
-        ("n", None, "Parameter 'n' must be int, got null null."),
+        ("n", None, "Parameter 'n' must be int, got null."),
         ("ratio", False, "Parameter 'ratio' must be float, got bool false."),
         ("ratio", float("nan"), "Parameter 'ratio' must be float, got float NaN."),
         ("ratio", float("inf"), "Parameter 'ratio' must be float, got float Infinity."),
