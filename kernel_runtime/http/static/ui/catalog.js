@@ -230,7 +230,7 @@
     const python = [
       "from kernel_runtime import Client",
       "",
-      `client = Client(${JSON.stringify(ORIGIN)})  # sends NBMESH_TOKEN when it is set`,
+      `client = Client(${JSON.stringify(ORIGIN)})  # sends NBMESH_TOKEN if set`,
       `result = client.invoke(${args})`,
     ].join("\n");
     return { curl, python };
