@@ -153,7 +153,7 @@ def test_search_open_invoke_and_follow_the_lineage(context: BrowserContext, open
     expect(page.locator("#snippet-python")).to_contain_text(f'client = Client("{open_runtime.url}")')
     expect(page.locator("#snippet-python")).to_contain_text('client.invoke("fruit-prices", fruit="pear", n=4)')
 
-    # Invoke: the result, a list of flat records, is a table.
+    # Invoke: the result, a list of records, is a table.
     page.click("#invoke")
     table = page.locator("#result table.result-table")
     expect(table.locator("tbody tr")).to_have_count(4)

@@ -84,12 +84,14 @@
   setInterval(() => document.querySelectorAll("time.age").forEach((t) => { t.textContent = ago(t.dateTime); }), 15000);
 
   // ---- results ------------------------------------------------------------------------------
-  // A list of flat records, the shape a DataFrame result takes: shown as a table.
+  // A list of records, the shape a DataFrame result takes: shown as a table (a nested value as JSON text).
   function isTable(value) {
-    return Array.isArray(value) && value.length > 0 && value.every(
-      (row) => row && typeof row === "object" && !Array.isArray(row) &&
-        Object.values(row).every((cell) => cell === null || typeof cell !== "object"),
-    );
+    return Array.isArray(value) && value.length > 0 && value.every((row) => row && typeof row === "object" && !Array.isArray(row));
+  }
+
+  function cellText(cell) {
+    if (cell === null || cell === undefined) return "";
+    return typeof cell === "object" ? JSON.stringify(cell) : String(cell);
   }
 
   function table(rows, caption) {
@@ -101,7 +103,7 @@
         el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col" }, c)))),
         el("tbody", {}, shown.map((row) => el("tr", {}, columns.map((c) => {
           const cell = row[c];
-          return el("td", { class: typeof cell === "number" ? "num" : null }, cell === null || cell === undefined ? "" : String(cell));
+          return el("td", { class: typeof cell === "number" ? "num" : null }, cellText(cell));
         }))))),
       rows.length > shown.length ? el("p", { class: "muted" }, `First ${shown.length} of ${rows.length} rows.`) : null);
   }
@@ -118,7 +120,7 @@
       if (tables.length) {
         const rest = Object.entries(value).filter(([, v]) => !isTable(v));
         return el("div", {},
-          rest.length ? el("dl", { class: "fields" }, rest.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : String(v))])) : null,
+          rest.length ? el("dl", { class: "fields" }, rest.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, cellText(v))])) : null,
           tables.map(([k, v]) => table(v, `${k}: ${v.length} row${v.length === 1 ? "" : "s"}`)));
       }
     }
@@ -188,8 +190,9 @@
       const errors = [];
       for (const [name, f] of fields) {
         const read = f.read();
+        // Only what differs from the default is sent (and shown in the snippets): the rest applies by itself.
         if (read.error) errors.push(read.error);
-        else if (!read.omit) params[name] = read.value;
+        else if (!read.omit && JSON.stringify(read.value) !== JSON.stringify(product.parameters[name].default)) params[name] = read.value;
       }
       return { params, errors };
     };
@@ -438,9 +441,10 @@
         product.description ? el("p", { class: "description" }, product.description) : null),
       el("div", { class: "columns" },
         el("section", { class: "panel" },
-          el("h2", {}, "Try it"), form, formErrors, output),
+          el("h2", {}, "Try it"), form, formErrors),
         el("section", { class: "panel" },
           el("h2", {}, "Use it from code"), curl.box, python.box)),
+      output,
       el("section", {}, el("h2", {}, "Parameters"), paramRows.length
         ? el("div", { class: "table-wrap" }, el("table", { class: "params" },
           el("thead", {}, el("tr", {}, ["name", "type", "default", "help"].map((h) => el("th", { scope: "col" }, h)))), el("tbody", {}, paramRows)))
