@@ -42,6 +42,7 @@ from ..settings import DEFAULT_HOST
 from .access import OPEN, PRINCIPAL, Access
 from .metrics import Metrics
 from .openapi import OpenAPI
+from .pages import is_public, page_routes
 from .routes import ROUTES
 from .security import trusted_hosts
 
@@ -94,8 +95,8 @@ async def _discard(message: Any) -> None:
 class Gate:
     """Who is calling, settled before any handler runs (docs/reference/http-api.md, "Auth", "Cross-site rules").
 
-    With principals (``--token`` and/or ``--access``) every route but /healthz needs a known bearer
-    token, else 401; the handlers then check the caller's right on what they touch (403). Without
+    With principals (``--token`` and/or ``--access``) every route but /healthz and the web pages
+    (:mod:`.pages`, which hold no data) needs a known bearer token, else 401; the handlers then check the caller's right on what they touch (403). Without
     any token (loopback only) every caller is the operator, so the gate refuses what a web page could
     send instead: a Host that is not a loopback name (DNS rebinding), an Origin other than the
     runtime's own or an allowed one (403), and a change whose body is not declared JSON (415): a
@@ -125,7 +126,7 @@ class Gate:
         await self.app(scope, receive, send)
 
     def _authenticate(self, scope: Scope) -> NbmeshError | None:
-        if scope["path"] == "/healthz":
+        if scope["path"] == "/healthz" or is_public(scope["path"]):
             return None
         assert self.access is not None
         principal = self.access.identify(dict(scope["headers"]).get(b"authorization", b""))
@@ -205,7 +206,7 @@ def create_app(
             await service.stop()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *page_routes()],
         middleware=[Middleware(Gate, access=access, hosts=trusted_hosts(host), origins=allowed_origins)],
         exception_handlers={NbmeshError: _nbmesh_error, Exception: _unexpected, 404: _not_found, 405: _method_not_allowed},
         lifespan=lifespan,
