@@ -26,6 +26,7 @@ from .settings import (
     MIB,
     HttpSettings,
     PoolSettings,
+    QueueSettings,
     RunSettings,
     Settings,
     StoreSettings,
@@ -119,6 +120,8 @@ def serve(
     grace: float = typer.Option(DEFAULTS.runs.grace, "--grace", min=least("runs.grace"), help="Seconds running runs get to finish on SIGTERM."),
     queue_size: int = typer.Option(DEFAULTS.runs.queue_size, "--queue-size", min=least("runs.queue_size"), help="Background runs that may wait; beyond it 503."),
     catalog_sync: float = typer.Option(DEFAULTS.store.catalog_sync, "--catalog-sync", min=least("store.catalog_sync"), help="Seconds between re-reads of the store's catalog (replicas sharing a store)."),
+    queue: Optional[str] = typer.Option(None, "--queue", envvar="NBMESH_QUEUE", metavar="URL", help="Share runs with other replicas through Redis: redis://HOST:PORT/DB (default: the embedded in-process queue)."),
+    lease: float = typer.Option(DEFAULTS.queue.lease, "--lease", min=least("queue.lease"), help="With --queue: seconds a replica holds a run without a heartbeat before another takes it over."),
     clock_file: Optional[str] = typer.Option(None, "--clock-file", envvar="NBMESH_CLOCK_FILE", help="Read the schedules' now from this file (one ISO-8601 instant); for tests and demos."),
     assignments: list[str] = typer.Option([], "--set", metavar="SECTION.NAME=VALUE", help="Any other setting (docs/reference/settings.md), e.g. pool.start_timeout=90. Repeatable."),
     log_level: str = typer.Option("info", "--log-level"),
@@ -149,6 +152,7 @@ def serve(
         runs=RunSettings(queue_size=queue_size, max_concurrency=max_concurrency, grace=grace),
         store=StoreSettings(url=store, keep_runs=keep_runs, catalog_sync=catalog_sync),
         triggers=TriggerSettings(clock_file=clock_file),
+        queue=QueueSettings(url=queue or None, lease=lease),
         http=HttpSettings(host=host, port=port),
     ).override(assignments).checked())
     host = settings.http.host
