@@ -93,7 +93,7 @@ class Background:
     async def _perform(self, delivery: Delivery) -> tuple[Run, bool]:
         """Run a delivered run unless a redelivery finds it final; True with a run dead-lettered instead."""
         run = delivery.run
-        if delivery.deliveries > 1:
+        if delivery.entry is not None:  # a shared queue may deliver a run again, or twice
             stored = await asyncio.to_thread(self.repo.get_run, run.run_id)
             if stored is not None and stored.final:
                 return stored, False  # its replica stopped between the record and letting it go
