@@ -116,6 +116,10 @@ class QueueFull(NbmeshError):
     """The background run queue is at its bound."""
 
 
+class QueueUnavailable(NbmeshError):
+    """The shared run queue (Redis) does not answer; the run was not queued."""
+
+
 class KernelError(NbmeshError):
     """A kernel could not be started or prepared."""
 

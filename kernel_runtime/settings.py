@@ -146,6 +146,33 @@ class TriggerSettings:
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """The run queue: embedded in the process (one machine), or a Redis Streams consumer group shared by replicas."""
+
+    url: str | None = setting(
+        None, "`redis://HOST:PORT/DB` (or `rediss://`, `unix://`): replicas share runs through Redis; none: the embedded queue",
+        option="--queue",
+    )
+    lease: float = setting(
+        30.0, "seconds a replica holds a run without a heartbeat before any live replica may take it over",
+        option="--lease", at_least=0.1,
+    )
+    heartbeat: float | None = setting(None, "seconds between heartbeats of a held run; none: a third of the lease", at_least=0.01)
+    max_deliveries: int = setting(5, "deliveries of one run (its first included) before it is dead-lettered as failed", at_least=1)
+    stream: str = setting("nbmesh:runs", "the Redis stream of runs to do")
+    group: str = setting("nbmesh", "the consumer group of the replicas on that stream")
+    dead_letter: str = setting("nbmesh:runs:dead", "the Redis stream dead-lettered runs are moved to")
+    block: float = setting(
+        1.0, "seconds a free worker's read waits for a new run before it looks again, for lapsed runs first", at_least=0.001
+    )
+    timeout: float = setting(2.0, "seconds to connect to Redis and to wait for one answer (short: an outage is a prompt 503)", at_least=0.01)
+    retry: Backoff = setting(factory=lambda: Backoff(0.2, 5.0), doc="waits between retried Redis calls while it is down")
+
+    def heartbeat_interval(self) -> float:
+        return self.heartbeat or self.lease / 3
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """Where the HTTP API listens."""
 
@@ -161,6 +188,7 @@ class Settings:
     runs: RunSettings = setting(factory=RunSettings, doc="runs")
     store: StoreSettings = setting(factory=StoreSettings, doc="the store")
     triggers: TriggerSettings = setting(factory=TriggerSettings, doc="schedules")
+    queue: QueueSettings = setting(factory=QueueSettings, doc="the run queue")
     http: HttpSettings = setting(factory=HttpSettings, doc="the HTTP API")
 
     def override(self, assignments: Iterable[str]) -> Settings:

@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 
 from ..http.security import is_loopback
-from ..settings import MIB, HttpSettings, PoolSettings, RunSettings, Settings, StoreSettings, TriggerSettings, least
+from ..settings import MIB, HttpSettings, PoolSettings, QueueSettings, RunSettings, Settings, StoreSettings, TriggerSettings, least
 from .common import app, err, fail, run_cli
 
 DEFAULTS = Settings()
@@ -58,6 +58,8 @@ def serve(
     grace: float = typer.Option(DEFAULTS.runs.grace, "--grace", min=least("runs.grace"), help="Seconds running runs get to finish on SIGTERM."),
     queue_size: int = typer.Option(DEFAULTS.runs.queue_size, "--queue-size", min=least("runs.queue_size"), help="Background runs that may wait; beyond it 503."),
     catalog_sync: float = typer.Option(DEFAULTS.store.catalog_sync, "--catalog-sync", min=least("store.catalog_sync"), help="Seconds between re-reads of the store's catalog (replicas sharing a store)."),
+    queue: Optional[str] = typer.Option(None, "--queue", envvar="NBMESH_QUEUE", metavar="URL", help="Share runs with other replicas through Redis: redis://HOST:PORT/DB (default: the embedded in-process queue)."),
+    lease: float = typer.Option(DEFAULTS.queue.lease, "--lease", min=least("queue.lease"), help="With --queue: seconds a replica holds a run without a heartbeat before another takes it over."),
     clock_file: Optional[str] = typer.Option(None, "--clock-file", envvar="NBMESH_CLOCK_FILE", help="Read the schedules' now from this file (one ISO-8601 instant); for tests and demos."),
     assignments: list[str] = typer.Option([], "--set", metavar="SECTION.NAME=VALUE", help="Any other setting (docs/reference/settings.md), e.g. pool.start_timeout=90. Repeatable."),
     log_level: str = typer.Option("info", "--log-level"),
@@ -87,6 +89,7 @@ def serve(
         runs=RunSettings(queue_size=queue_size, max_concurrency=max_concurrency, grace=grace),
         store=StoreSettings(url=store, keep_runs=keep_runs, catalog_sync=catalog_sync),
         triggers=TriggerSettings(clock_file=clock_file),
+        queue=QueueSettings(url=queue or None, lease=lease),
         http=HttpSettings(host=host, port=port),
     ).override(assignments).checked())
     host = settings.http.host
@@ -97,7 +100,7 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(message)s", stream=sys.stderr)
     blob_store = run_cli(lambda: open_store(settings.store))
     contained = run_cli(lambda: resolve_sandbox(settings.pool, passed_env(settings.pool.kernel_env)))
-    service = Service(Repository(blob_store, settings.store.publish_attempts), settings, sandbox=contained)
+    service = run_cli(lambda: Service(Repository(blob_store, settings.store.publish_attempts), settings, sandbox=contained))
     ready = [0]
 
     kernels = settings.pool.size + settings.pool.spares

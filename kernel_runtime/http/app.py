@@ -31,6 +31,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     QueueFull,
+    QueueUnavailable,
     StoreUnavailable,
     UnacceptableJSON,
     Unauthorized,
@@ -64,6 +65,7 @@ STATUS: dict[type[NbmeshError], int] = {
     InternalError: 500,
     KernelError: 503,
     QueueFull: 503,
+    QueueUnavailable: 503,
     StoreUnavailable: 503,
 }
 
