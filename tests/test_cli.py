@@ -74,6 +74,18 @@ def test_errors_are_one_line_with_nonzero_exit(runtime, notebook_file):
     assert "No product named 'no-such-product' is published." in cases[4].stderr
 
 
+def test_the_runtimes_refusal_of_parameters_lists_each_one(runtime, notebook_file):
+    name = unique("cli")
+    nbmesh("publish", str(notebook_file(CELLS)), "--name", name, url=runtime.url)
+    proc = nbmesh("invoke", name, "-p", "n", '"x"', "-p", "nope", "1", url=runtime.url)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"error: Invalid parameters for product '{name}'.",
+        "  Parameter 'n' must be int, got str \"x\".",
+        "  Unknown parameter 'nope'; known parameters: region, n, items.",
+    ]
+
+
 def test_a_refusal_lists_one_problem_per_line_sorted_by_cell_numbered_from_1(runtime, notebook_file):
     cells = [("md", "# title"), ("parameters", "x = foo"), ("", "def f(:"), ("output", "y = 1")]
     proc = nbmesh("publish", str(notebook_file(cells, filename="broken.ipynb")), url=runtime.url)
