@@ -10,55 +10,24 @@ snippets, runs and lineage (10-catalog-product.png). Stops the runtime whatever 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+# The test suite's own runtime and CLI helpers: `nbmesh serve` on loopback, `nbmesh` subcommands.
+from tests.conftest import Runtime, cli, free_port  # noqa: E402
+from tests.e2e.test_lab_e2e import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 IMAGES = ROOT / "docs" / "images"
-CHROMIUM = "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def nbmesh(*args: str, url: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "NBMESH_URL": url}
-    env.pop("NBMESH_TOKEN", None)
-    return subprocess.run([sys.executable, "-m", "kernel_runtime", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-
-
-def serve(store: str, port: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "kernel_runtime", "serve", "--store", store, "--port", str(port), "--kernel-workdir", "notebooks"]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"nbmesh serve exited with {server.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    raise SystemExit("nbmesh serve did not answer within 60 s")
 
 
 def shoot(url: str) -> None:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
         expect.set_options(timeout=60_000)
         page.goto(f"{url}/")
@@ -74,20 +43,16 @@ def shoot(url: str) -> None:
 
 
 def main() -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="nbmesh-shots-") as store:
-        server = serve(store, port)
+        runtime = Runtime(store=store, port=free_port(), args=["--kernel-workdir", "notebooks"]).start()
         try:
-            nbmesh("publish", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb")), url=url)
-            shoot(url)
+            notebooks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("*.ipynb"))
+            published = cli("publish", *notebooks, env={"NBMESH_URL": runtime.url, "NBMESH_TOKEN": None})
+            if published.returncode:
+                raise SystemExit(f"nbmesh publish failed:\n{published.stderr}")
+            shoot(runtime.url)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            runtime.stop()
     print(f"wrote {IMAGES / '09-catalog.png'} and {IMAGES / '10-catalog-product.png'}")
 
 

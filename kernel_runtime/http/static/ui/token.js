@@ -40,9 +40,25 @@ window.nbmeshToken = (() => {
     forget.hidden = !token;
   }
 
+  // The Token field, at the end of the page's header.
+  function field() {
+    const form = document.createElement("form");
+    form.id = "token-form";
+    form.className = "token";
+    form.autocomplete = "off";
+    const label = Object.assign(document.createElement("label"), { htmlFor: "token-input", textContent: "Token" });
+    const input = Object.assign(document.createElement("input"), { id: "token-input", type: "password", spellcheck: false });
+    input.autocomplete = "off";
+    const use = Object.assign(document.createElement("button"), { type: "submit", textContent: "Use" });
+    const forget = Object.assign(document.createElement("button"), { type: "button", id: "token-forget", textContent: "Forget" });
+    form.append(label, input, use, forget);
+    return form;
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
-    const form = document.getElementById("token-form");
-    if (!form) return;
+    const header = document.querySelector("header.top");
+    if (!header) return;
+    const form = header.appendChild(field());
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const value = document.getElementById("token-input").value.trim();
