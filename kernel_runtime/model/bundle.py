@@ -17,7 +17,7 @@ from contextlib import ExitStack
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
@@ -53,6 +53,20 @@ class Upload:
     def read(self) -> bytes:
         self.data.seek(0)
         return self.data.read()
+
+
+@dataclass
+class Submission:
+    """What a publish sent: the notebook's bytes (None: no notebook part), its files, and what was
+    wrong with the request's parts themselves (listed with the notebook's own problems)."""
+
+    notebook: bytes | None
+    files: list[Upload] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for upload in self.files:
+            upload.data.close()
 
 
 def file_problem(message: str, path: str | None = None) -> dict[str, Any]:
