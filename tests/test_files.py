@@ -95,7 +95,8 @@ def test_cli_publish_sends_the_files_and_the_kernel_reads_them_from_its_folder(e
 
 def test_a_glob_naming_a_folder_takes_the_files_below_it(elsewhere, tmp_path):
     cells = [("setup", "import os"), ("output", "sorted(os.path.join(d, f) for d, _, fs in os.walk('ref') for f in fs)")]
-    path = write_product(tmp_path, cells, {"ref/a.txt": b"a", "ref/deep/b.txt": b"b", "other.txt": b"o"}, ["ref"])
+    files = {"ref/a.txt": b"a", "ref/deep/b.txt": b"b", "other.txt": b"o", "ref/.ipynb_checkpoints/a-checkpoint.txt": b"c"}
+    path = write_product(tmp_path, cells, files, ["ref"])
     product = Client(elsewhere.url).publish(path)
     with elsewhere.client() as http:
         assert invoke(http, product["name"])["result"] == ["ref/a.txt", "ref/deep/b.txt"]

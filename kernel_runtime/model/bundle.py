@@ -208,9 +208,10 @@ def collect(folder: str | os.PathLike[str], meta: Any) -> tuple[list[tuple[str, 
                 matches.append(match)
                 continue
             for dirpath, dirnames, filenames in os.walk(root / match):
-                dirnames.sort()
+                # Hidden names stay out, as with "*" (.ipynb_checkpoints above all).
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 base = Path(dirpath).relative_to(root).as_posix()
-                matches += [f"{base}/{name}" for name in sorted(filenames)]
+                matches += [f"{base}/{name}" for name in sorted(filenames) if not name.startswith(".")]
         for rel in matches:
             target = root / rel
             real = target.resolve()
