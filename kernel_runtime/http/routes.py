@@ -113,6 +113,16 @@ class EventAccepted(TypedDict):
     runs: list[RunId]
 
 
+# A publish with files (docs/reference/http-api.md, "Publishing with files"): each file part's
+# filename is its path in the notebook's folder.
+PUBLISH_FORM = {
+    "type": "object",
+    "required": ["notebook"],
+    "properties": {
+        "notebook": {"type": "string", "contentMediaType": "application/json", "description": "The ipynb."},
+        "files": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}},
+    },
+}
 RUN_ANSWERS = {
     200: (Run, "The run succeeded; `result` holds its value."),
     500: (Run, "The run failed; `error` says why."),
@@ -150,6 +160,7 @@ async def get_product(request: Request) -> Response:
     errors=(400, 409, 413, 415, 422, 503),
     body=Notebook,
     body_required=True,
+    forms={"multipart/form-data": PUBLISH_FORM},
 )
 async def put_product(request: Request) -> Response:
     name, principal, service = request.path_params["name"], principal_of(request), service_of(request)
