@@ -95,7 +95,8 @@ def test_cli_publish_sends_the_files_and_the_kernel_reads_them_from_its_folder(e
 
 def test_a_glob_naming_a_folder_takes_the_files_below_it(elsewhere, tmp_path):
     cells = [("setup", "import os"), ("output", "sorted(os.path.join(d, f) for d, _, fs in os.walk('ref') for f in fs)")]
-    path = write_product(tmp_path, cells, {"ref/a.txt": b"a", "ref/deep/b.txt": b"b", "other.txt": b"o"}, ["ref"])
+    files = {"ref/a.txt": b"a", "ref/deep/b.txt": b"b", "other.txt": b"o", "ref/.ipynb_checkpoints/a-checkpoint.txt": b"c"}
+    path = write_product(tmp_path, cells, files, ["ref"])
     product = Client(elsewhere.url).publish(path)
     with elsewhere.client() as http:
         assert invoke(http, product["name"])["result"] == ["ref/a.txt", "ref/deep/b.txt"]
@@ -273,6 +274,20 @@ def test_another_products_files_are_not_visible(elsewhere, tmp_path):
     assert seen == {"here": [], "read": []}
 
 
+def test_without_a_sandbox_the_kernel_still_works_in_its_files_folder(tmp_path):
+    cwd = tmp_path / "runtime-cwd"
+    cwd.mkdir()
+    rt = Runtime(store=str(tmp_path / "store"), port=free_port(), args=["--sandbox", "none", "--pool-size", "1"], cwd=cwd).start()
+    try:
+        path = write_product(tmp_path / "nb", READER, {"data/fruit.csv": FRUIT, "lookup.json": LOOKUP}, ["data/*.csv", "lookup.json"])
+        name = Client(rt.url).publish(path)["name"]
+        with rt.client() as http:
+            assert http.get("/healthz").json()["containment"]["sandbox"] == "none"
+            assert invoke(http, name)["result"] == {"kg": 15, "apple": "red", "here": ["data", "lookup.json"], "data": ["fruit.csv"]}
+    finally:
+        rt.stop()
+
+
 # both store backends --------------------------------------------------------------------------------
 def test_files_travel_through_either_store_backend_and_survive_a_restart(backend, fresh_runtime, tmp_path):  # noqa: F811
     path = write_product(tmp_path, READER, {"data/fruit.csv": FRUIT, "lookup.json": LOOKUP}, ["data/*.csv", "lookup.json"])
@@ -282,6 +297,7 @@ def test_files_travel_through_either_store_backend_and_survive_a_restart(backend
         assert invoke(http, name)["result"]["kg"] == 15
     store = backend.open()
     assert store.exists(f"files/sha256/{sha(FRUIT)}") and store.exists(f"files/sha256/{sha(LOOKUP)}")
+    assert not store.exists(f"files/sha256/{sha(b'never stored')}")
     rt.stop()
     # A new process has an empty file cache: the kernel's files come from the store again.
     rt = fresh_runtime("--pool-size", "1", store=backend.url, env=backend.env)

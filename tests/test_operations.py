@@ -12,6 +12,7 @@ import httpx
 import psutil
 
 from kernel_runtime.http import openapi as openapi_module
+from kernel_runtime.model.bundle import Submission
 from kernel_runtime.http.access import OPEN
 from kernel_runtime.store.repository import Repository
 from kernel_runtime.runtime.service import Service
@@ -91,11 +92,11 @@ async def test_openapi_is_rebuilt_only_when_the_catalog_changes(tmp_path, monkey
 
     first = body()
     assert body() is first and len(builds) == 1
-    await service.publish("cached", json.dumps(make_notebook(TYPED)).encode())
+    await service.publish("cached", Submission(json.dumps(make_notebook(TYPED)).encode()))
     second = body()
     assert second is not first and "/api/products/cached/invoke" in json.loads(second)["paths"]
     assert body() is second and len(builds) == 2
-    await service.publish("cached", json.dumps(make_notebook(TYPED)).encode())
+    await service.publish("cached", Submission(json.dumps(make_notebook(TYPED)).encode()))
     body()
     assert len(builds) == 3
 

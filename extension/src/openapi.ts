@@ -549,6 +549,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["Notebook"];
+                "multipart/form-data": {
+                    /** @description The ipynb. */
+                    notebook: string;
+                    files?: string[];
+                };
             };
         };
         responses: {

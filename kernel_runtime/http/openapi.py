@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import ErrorBody
 from ..kernels.sandbox import Containment
@@ -87,8 +87,10 @@ def _answer(shape: Any, description: str, media: str = "application/json") -> di
     return {"description": description, "content": {media: {"schema": _schema(shape)}}}
 
 
-def _body(shape: Any, required: bool) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": _schema(shape)}}}
+def _body(shape: Any, required: bool, forms: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _schema(shape)}, **{
+        media: {"schema": schema} for media, schema in (forms or {}).items()
+    }}}
 
 
 def describe(op: Operation) -> dict[str, Any]:
@@ -99,7 +101,7 @@ def describe(op: Operation) -> dict[str, Any]:
     if op.query:
         out["parameters"] = list(op.query)
     if op.body is not None:
-        out["requestBody"] = _body(op.body, op.body_required)
+        out["requestBody"] = _body(op.body, op.body_required, op.forms)
     responses = {str(status): _answer(shape, text, op.media) for status, (shape, text) in sorted(op.answers.items())}
     for status in sorted({*op.errors, 403} if op.public else {*op.errors, 401, 403}):
         responses[str(status)] = _answer(ErrorBody, ERRORS[status])

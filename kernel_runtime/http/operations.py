@@ -9,7 +9,7 @@ types the handler returns (a TypedDict or dataclass, turned into JSON Schema by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
 from starlette.routing import Route
@@ -25,6 +25,7 @@ class Operation:
     errors: tuple[int, ...] = ()  # error statuses beyond those every route may give (401, 403)
     body: Any = None  # the shape of the JSON request body, if it takes one
     body_required: bool = False  # an empty body is not taken for {}
+    forms: Mapping[str, Any] = field(default_factory=dict)  # other media types the body may have: media -> JSON Schema
     query: tuple[dict[str, Any], ...] = ()  # OpenAPI query parameters
     media: str = "application/json"  # of the answers
     public: bool = False  # answered without a token

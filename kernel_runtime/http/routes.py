@@ -24,7 +24,8 @@ from ..runtime.service import Health, Service
 from ..triggers.lineage import Lineage
 from .access import PRINCIPAL, Principal
 from .operations import operation
-from .upload import Publish, is_multipart, read_body, read_publish
+from ..model.bundle import Submission
+from .upload import is_multipart, read_body, read_publish
 
 MIB = 1024 * 1024
 NOTEBOOK_LIMIT = 16 * MIB
@@ -112,6 +113,16 @@ class EventAccepted(TypedDict):
     runs: list[RunId]
 
 
+# A publish with files (docs/reference/http-api.md, "Publishing with files"): each file part's
+# filename is its path in the notebook's folder.
+PUBLISH_FORM = {
+    "type": "object",
+    "required": ["notebook"],
+    "properties": {
+        "notebook": {"type": "string", "contentMediaType": "application/json", "description": "The ipynb."},
+        "files": {"type": "array", "items": {"type": "string", "contentMediaType": "application/octet-stream"}},
+    },
+}
 RUN_ANSWERS = {
     200: (Run, "The run succeeded; `result` holds its value."),
     500: (Run, "The run failed; `error` says why."),
@@ -149,6 +160,7 @@ async def get_product(request: Request) -> Response:
     errors=(400, 409, 413, 415, 422, 503),
     body=Notebook,
     body_required=True,
+    forms={"multipart/form-data": PUBLISH_FORM},
 )
 async def put_product(request: Request) -> Response:
     name, principal, service = request.path_params["name"], principal_of(request), service_of(request)
@@ -159,10 +171,9 @@ async def put_product(request: Request) -> Response:
     if is_multipart(request):  # with its files (docs/reference/http-api.md, "Publishing with files")
         sent = await read_publish(request, NOTEBOOK_LIMIT)
     else:
-        sent = Publish(await read_body(request, NOTEBOOK_LIMIT), [], [])
+        sent = Submission(await read_body(request, NOTEBOOK_LIMIT))
     try:
-        authorize = lambda owner: principal.check_publish(name, owner, new=True)  # noqa: E731
-        product, created = await service.publish(name, sent.notebook, authorize, sent.files, sent.problems)
+        product, created = await service.publish(name, sent, lambda owner: principal.check_publish(name, owner, new=True))
     finally:
         sent.close()
     return JSONResponse(shown(request, product), status_code=201 if created else 200)

@@ -21,7 +21,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from ..errors import InvalidRequest, PayloadTooLarge, quoted
-from ..model.bundle import BUNDLE_LIMIT, MAX_FILES, Upload, file_problem
+from ..model.bundle import BUNDLE_LIMIT, MAX_FILES, Submission, Upload, file_problem
 
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 _SPOOL = 1024 * 1024  # a file part beyond this goes to a temporary file on disk
@@ -63,25 +63,12 @@ class _Part:
     hasher: Any = None
 
 
-@dataclass
-class Publish:
-    """What a publish sent: the notebook's bytes, its files, and what was wrong with the parts themselves."""
-
-    notebook: bytes | None
-    files: list[Upload]
-    problems: list[dict[str, Any]]
-
-    def close(self) -> None:
-        for upload in self.files:
-            upload.data.close()
-
-
 class _Reader:
     """The callbacks of python-multipart's parser: one part at a time, each within its limit."""
 
     def __init__(self, notebook_limit: int) -> None:
         self.notebook_limit = notebook_limit
-        self.publish = Publish(notebook=None, files=[], problems=[])
+        self.publish = Submission(notebook=None, files=[], problems=[])
         self.part = _Part()
         self.header = (b"", b"")
         self.parts = 0
@@ -147,7 +134,7 @@ class _Reader:
             problems.append(file_problem(f"Unknown part {name!r}: a publish sends 'notebook' and 'files' parts."))
 
 
-async def read_publish(request: Request, notebook_limit: int) -> Publish:
+async def read_publish(request: Request, notebook_limit: int) -> Submission:
     """A ``multipart/form-data`` publish, parsed as it streams in, within the bundle's limits."""
     check_length(request, BUNDLE_LIMIT)
     _, options = parse_options_header(request.headers.get("content-type", ""))

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 import os
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
@@ -53,6 +53,20 @@ class Upload:
     def read(self) -> bytes:
         self.data.seek(0)
         return self.data.read()
+
+
+@dataclass
+class Submission:
+    """What a publish sent: the notebook's bytes (None: no notebook part), its files, and what was
+    wrong with the request's parts themselves (listed with the notebook's own problems)."""
+
+    notebook: bytes | None
+    files: list[Upload] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for upload in self.files:
+            upload.data.close()
 
 
 def file_problem(message: str, path: str | None = None) -> dict[str, Any]:
@@ -194,9 +208,10 @@ def collect(folder: str | os.PathLike[str], meta: Any) -> tuple[list[tuple[str, 
                 matches.append(match)
                 continue
             for dirpath, dirnames, filenames in os.walk(root / match):
-                dirnames.sort()
+                # Hidden names stay out, as with "*" (.ipynb_checkpoints above all).
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 base = Path(dirpath).relative_to(root).as_posix()
-                matches += [f"{base}/{name}" for name in sorted(filenames)]
+                matches += [f"{base}/{name}" for name in sorted(filenames) if not name.startswith(".")]
         for rel in matches:
             target = root / rel
             real = target.resolve()

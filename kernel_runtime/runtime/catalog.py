@@ -12,11 +12,11 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from .. import jsontext
 from ..errors import CorruptRecord, InvalidNotebook, NbmeshError, NotFound
-from ..model.bundle import FileEntry, Upload, bundle_problems, essence, file_problem
+from ..model.bundle import FileEntry, Submission, bundle_problems, essence, file_problem
 from ..model.product import ProductSpec, check_name, load_spec, parse_ref, read_notebook
 from ..model.records import Product, StoredVersion
 from ..store.repository import Repository
@@ -112,20 +112,14 @@ class Catalog:
         return entry.specs[version]
 
     # publishing ----------------------------------------------------------------------
-    async def publish(
-        self,
-        name: str,
-        body: bytes | None,
-        authorize: Callable[[str], None] | None = None,
-        files: Sequence[Upload] = (),
-        problems: Sequence[dict[str, Any]] = (),
-    ) -> tuple[ProductSpec, int, bool]:
-        """Store a new version with its ``files`` (and whether one was made: not when nothing changed).
+    async def publish(self, name: str, sent: Submission, authorize: Callable[[str], None] | None = None) -> tuple[ProductSpec, int, bool]:
+        """Store what was sent as a new version (and say whether one was made: not when nothing changed).
 
         ``authorize`` is called with the owner the notebook names, before anything is checked or
-        stored; ``problems`` are those of the request's parts, listed with the notebook's own.
+        stored; the problems of the request's parts are listed with the notebook's own.
         """
         check_name(name)
+        body, files, problems = sent.notebook, sent.files, sent.problems
         if body is None:
             raise InvalidNotebook("The publish has no notebook.", [*problems, file_problem("No part is named 'notebook'.")])
         nb = read_notebook(body)

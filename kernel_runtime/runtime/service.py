@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Literal, Sequence, TypedDict
+from typing import Any, Callable, Literal, TypedDict
 
 from ..kernels.pool import KernelPool
 from ..kernels.sandbox import Containment, Sandbox
 from ..kernels.state import PoolState
-from ..model.bundle import Upload
+from ..model.bundle import Submission
 from ..model.records import Product, Run
 from ..settings import Settings
 from ..store.repository import Repository
@@ -113,16 +113,9 @@ class Service:
         task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
 
     # catalog ----------------------------------------------------------------------
-    async def publish(
-        self,
-        name: str,
-        body: bytes | None,
-        authorize: Callable[[str], None] | None = None,
-        files: Sequence[Upload] = (),
-        problems: Sequence[dict[str, Any]] = (),
-    ) -> tuple[Product, bool]:
+    async def publish(self, name: str, sent: Submission, authorize: Callable[[str], None] | None = None) -> tuple[Product, bool]:
         """The product, and whether a version was made (see :meth:`Catalog.publish`)."""
-        spec, version, created = await self.catalog.publish(name, body, authorize, files, problems)
+        spec, version, created = await self.catalog.publish(name, sent, authorize)
         if created:
             self._spawn(self.pool.prewarm(spec, version))
             log.info("published %s@%s", name, version)

@@ -49,6 +49,21 @@ describe('NbmeshApi', () => {
     expect(sent[0].method).toBe('GET');
   });
 
+  it('publishes with the notebook path, so the server sends the files of its folder', async () => {
+    const { api, sent } = scripted([{ status: 200, body: { name: 'sales', version: 1 } }]);
+    const notebook = { nbformat: 4, cells: [] };
+    await expect(api.publish('sales', notebook, 'team/sales report.ipynb')).resolves.toEqual({
+      name: 'sales',
+      version: 1
+    });
+    expect(sent[0]).toEqual({
+      url: 'http://lab.test/base/nbmesh/publish/sales?path=team%2Fsales%20report.ipynb',
+      method: 'PUT',
+      body: JSON.stringify(notebook),
+      contentType: 'application/json'
+    });
+  });
+
   it('publishes the notebook JSON with PUT and keeps name@version readable', async () => {
     const { api, sent } = scripted([
       { status: 201, body: { name: 'sales', version: 2 } },
