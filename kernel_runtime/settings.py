@@ -164,6 +164,7 @@ class QueueSettings:
     stream: str = setting("nbmesh:runs", "the Redis stream of runs to do")
     group: str = setting("nbmesh", "the consumer group of the replicas on that stream")
     dead_letter: str = setting("nbmesh:runs:dead", "the Redis stream dead-lettered runs are moved to")
+    catalog_channel: str = setting("nbmesh:catalog", "the Redis pub/sub channel replicas announce publishes and unpublishes on")
     block: float = setting(1.0, "seconds one read waits for a new run before it looks again", at_least=0.001)
     timeout: float = setting(2.0, "seconds to connect to Redis and to wait for one answer (short: an outage is a prompt 503)", at_least=0.01)
     retry: Backoff = setting(factory=lambda: Backoff(0.2, 5.0), doc="waits between retried Redis calls while it is down")

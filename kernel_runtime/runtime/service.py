@@ -19,6 +19,7 @@ from ..kernels.sandbox import Containment, Sandbox
 from ..kernels.state import PoolState
 from ..model.records import Product, Run
 from ..settings import Settings
+from ..store.catalog_changes import CatalogChanges
 from ..store.repository import Repository
 from ..store.retention import Retention
 from ..triggers.engine import FileClock, Triggers, utc_now
@@ -55,6 +56,8 @@ class Service:
         clock = FileClock(triggers.clock_file) if triggers.clock_file else utc_now
         self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, clock=clock, tick=triggers.tick)
         self.run_finished.append(self.triggers.on_run_finished)
+        # Replicas sharing a Redis hear each other's publishes at once; alone, there is no one to tell.
+        self.changes = CatalogChanges(self.settings.queue) if self.settings.queue.url else None
         self._tasks: list[asyncio.Task] = []
 
     # lifecycle ------------------------------------------------------------------
@@ -71,6 +74,8 @@ class Service:
             self._tasks.append(asyncio.create_task(retention.run()))
         self._tasks.append(asyncio.create_task(self.triggers.run_scheduler()))
         self._tasks.append(asyncio.create_task(self.catalog.sync(store.catalog_sync)))
+        if self.changes is not None:
+            self._tasks.append(asyncio.create_task(self.changes.listen(self.catalog.reload, self.catalog.load)))
         # Serving starts once the kernels answer; preparing products (setup may be slow) goes on meanwhile.
         self._spawn(self._prewarm_all())
 
@@ -92,6 +97,8 @@ class Service:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.stop()
+        if self.changes is not None:
+            await self.changes.close()
         await self.pool.close()
 
     async def _prewarm_all(self) -> None:
@@ -107,12 +114,18 @@ class Service:
     async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> Product:
         """``authorize`` is called with the owner the notebook names, before anything is checked or stored."""
         spec, version = await self.catalog.publish(name, body, authorize)
+        self._announce(name)
         self._spawn(self.pool.prewarm(spec, version))
         log.info("published %s@%s", name, version)
         return self.catalog.product_json(name, version)
 
     async def unpublish(self, name: str) -> None:
         await self.catalog.unpublish(name)
+        self._announce(name)
+
+    def _announce(self, name: str) -> None:
+        if self.changes is not None:
+            self.changes.announce(name)
 
     def products(self, visible: Callable[[str], bool] | None = None) -> list[Product]:
         return self.catalog.products(visible)
