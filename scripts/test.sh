@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suite uses for real: chromium (browser test), bubblewrap (the kernels' sandbox),
-# redis-server (replicas' shared queue) and haproxy (the load balancer in front of replicas).
+# redis-server (the replicas' shared run queue) and haproxy (the load balancer in front of replicas).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v bwrap >/dev/null || missing+=(bubblewrap)

@@ -44,6 +44,8 @@ class Ename(StrEnum):
     STORE_ERROR = "StoreError", "A background or triggered run the store could not record."
     STORE_UNAVAILABLE = "StoreUnavailable", "A background or triggered run the store, not answering, could not record."
     CORRUPT_RECORD = "CorruptRecord", "A background or triggered run stopped by a stored record that cannot be parsed."
+    QUEUE_UNAVAILABLE = "QueueUnavailable", "A background or triggered run the shared queue (Redis), not answering, could not take."
+    DEAD_LETTERED = "DeadLettered", "A queued run delivered too often (each replica holding it stopped or lost its lease) was set aside, not run again."
     INTERNAL_ERROR = "InternalError", "A background run the runtime failed on unexpectedly (a bug; its log has the traceback)."
 
 
@@ -104,6 +106,14 @@ class RunError:
     @classmethod
     def stopped_after_grace(cls, grace: float) -> "RunError":
         return cls(Ename.RUNTIME_STOPPED, f"The runtime stopped and this run did not finish within the {grace:g} s grace period.")
+
+    @classmethod
+    def dead_lettered(cls, deliveries: int) -> "RunError":
+        return cls(
+            Ename.DEAD_LETTERED,
+            f"This run was delivered {deliveries} times and never finished (the replicas holding it stopped or lost "
+            "their lease); it was moved to the dead-letter stream and not run again.",
+        )
 
     @classmethod
     def refused(cls, exc: NbmeshError) -> "RunError":

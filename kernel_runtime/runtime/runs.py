@@ -4,9 +4,11 @@ An invocation resolves the product in the in-memory catalog, validates its
 parameters, takes a slot of the product's concurrency limit and a warm kernel
 from the pool, and runs: one kernel round trip. The finished run goes to the
 writer (stored after the answer) and to every run-finished hook. Background
-runs are persisted as ``queued`` before the caller's 202 and taken by workers;
-a restart re-queues them (:meth:`Runs.settle_unfinished`). Reads merge the
-runs the writer has not stored yet with the store's.
+runs are persisted as ``queued`` and put on the run queue (:mod:`.queue`) before
+the caller's 202; a worker takes one when it is free, and once the run's record is
+final in the store lets it go together with the runs its finish triggers. A start
+settles the runs the store has unfinished as the queue says (:meth:`Runs.settle_unfinished`).
+Reads merge the runs the writer has not stored yet with the store's.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from ..errors import ExecutionTimeout, KernelError, KernelUnavailable, NbmeshErr
 from ..kernels import protocol, record
 from ..kernels.pool import KernelPool
 from ..model.product import ProductSpec, contract_violation, parse_ref, validate_parameters
-from ..model.records import FAILED, QUEUED, RUN_ID_RE, RUNNING, SUCCEEDED, TIMED_OUT, Run, RunTrigger, new_run_id, now_iso
+from ..model.records import FAILED, RUN_ID_RE, RUNNING, SUCCEEDED, TIMED_OUT, Run, RunTrigger, new_run_id, now_iso
 from ..model.run_errors import RunError
 from ..settings import RunSettings
 from ..store.repository import Repository
+from .background import Background, Events
 from .catalog import Catalog
 from .limits import ProductLimiter
+from .queue import RunQueue
 from .writer import NotebookBuilder, Writer
 
 log = logging.getLogger("nbmesh.service")
@@ -35,7 +39,7 @@ runlog = logging.getLogger("nbmesh.runs")
 HTTP_TRIGGER = RunTrigger(kind="http")
 
 
-class Runs:
+class Runs(Background):
     """``hooks`` are called with every finished run, on the invoke path before the answer: they must be quick."""
 
     def __init__(
@@ -46,6 +50,7 @@ class Runs:
         writer: Writer,
         hooks: list[Callable[[Run], None]],
         settings: RunSettings,
+        queue: RunQueue,
     ) -> None:
         self.catalog = catalog
         self.pool = pool
@@ -56,34 +61,14 @@ class Runs:
         self.queue_size = settings.queue_size
         self.grace = settings.grace
         self.limiter = ProductLimiter(settings.concurrency(pool.settings.size), settings.queue_size)
-        self._background: asyncio.Queue[Run] = asyncio.Queue(maxsize=settings.queue_size)
+        self.queue = queue
+        self.events: Events | None = None  # set once the trigger engine exists
         self._workers: list[asyncio.Task] = []
+        self._dispatching: set[asyncio.Task] = set()
         self._busy: set[asyncio.Task] = set()
         self._stopping_at: float | None = None
 
     # lifecycle ------------------------------------------------------------------------
-    async def settle_unfinished(self) -> None:
-        """Runs a stop left queued go back on the queue; runs it left running are failed."""
-        for run in await asyncio.to_thread(self.repo.pending_runs):
-            if run.final:
-                # Its final record was written but the process stopped before the marker went.
-                await asyncio.to_thread(self.repo.settled, run.run_id)
-                continue
-            if run.status == QUEUED and run.product in self.catalog and not self._background.full():
-                self._background.put_nowait(run)
-                continue
-            if run.status == RUNNING:
-                reason = "was running"
-            elif run.product in self.catalog:
-                # Failing the excess keeps a restart possible after --queue-size was lowered.
-                reason = f"was queued beyond the background queue's bound of {self.queue_size}"
-            else:
-                reason = "was queued for a product no longer published"
-            run.status = FAILED
-            run.finished_at = now_iso()
-            run.error = RunError.stopped_while(reason).to_json()
-            await asyncio.to_thread(self.repo.save_run, run, None, indexed=True)
-
     def start_workers(self) -> None:
         # By default one kernel stays free of background runs, for interactive calls.
         count = self.settings.worker_count(self.pool.settings.size)
@@ -119,54 +104,55 @@ class Runs:
         return run
 
     async def submit(self, ref: str, params: Any, trigger: RunTrigger = HTTP_TRIGGER) -> Run:
-        """Queue a background run; it is persisted before this returns so a restart resumes it."""
-        spec, version = await self.catalog.resolve(ref)
-        values = validate_parameters(spec, params)
-        if self._background.full():
+        """Queue a background run; it is stored and queued before this returns so no stop loses it."""
+        name, version, values = await self.validated(ref, params)
+        if self.queue.room() < 1:
             raise QueueFull(f"The background queue is full ({self.queue_size} runs); try again later.")
-        run = Run(run_id=new_run_id(), product=spec.name, version=version, parameters=values, trigger=dict(trigger))
-        await asyncio.to_thread(self.repo.save_run, run, None, indexed=False)
-        self._background.put_nowait(run)
+        run = await self.prepare(name, version, values, trigger)
+        assert run is not None
+        try:
+            await self.queue.put([run])
+        except NbmeshError as exc:  # full, or Redis down: the caller is told, and the record says why
+            self._refused(run, exc)
+            raise
         return run
 
-    def refuse(self, name: str, version: int, params: dict[str, Any], trigger: dict[str, Any], exc: NbmeshError) -> Run:
+    async def validated(self, ref: str, params: Any) -> tuple[str, int, dict[str, Any]]:
+        """The product name, version and parameter values of a run of ``ref``, or InvalidParameters/NotFound."""
+        spec, version = await self.catalog.resolve(ref)
+        return spec.name, version, validate_parameters(spec, params)
+
+    async def prepare(self, name: str, version: int, values: dict[str, Any], trigger: dict[str, Any], run_id: str | None = None) -> Run | None:
+        """A background run with valid ``values``, stored as queued but not queued yet; ``run_id``: a
+        triggered run's derived id, None if its record is final already (its link was made before)."""
+        run = Run(run_id=run_id or new_run_id(), product=name, version=version, parameters=values, trigger=dict(trigger))
+        stored = await asyncio.to_thread(self.repo.get_run, run_id) if run_id else None
+        if stored is not None and stored.final:
+            return None
+        await asyncio.to_thread(self.repo.save_run, run, None, indexed=stored is not None)
+        return run
+
+    def refuse(
+        self, name: str, version: int, params: dict[str, Any], trigger: dict[str, Any], exc: NbmeshError, run_id: str | None = None
+    ) -> Run:
         """Record a triggered run that could not be queued as failed, so no trigger vanishes silently."""
-        run = Run(run_id=new_run_id(), product=name, version=version, parameters=dict(params), trigger=dict(trigger))
+        run = Run(run_id=run_id or new_run_id(), product=name, version=version, parameters=dict(params), trigger=dict(trigger))
         run.status, run.finished_at = FAILED, now_iso()
         run.error = RunError.refused(exc).to_json()
         self._finish(run, None, indexed=False)
         return run
 
+    def _refused(self, run: Run, exc: NbmeshError) -> None:
+        """A stored ``queued`` run the queue did not take: failed, saying why."""
+        run.status, run.finished_at = FAILED, now_iso()
+        run.error = RunError.refused(exc).to_json()
+        self._finish(run, None, indexed=True)
+
     def queue_depth(self) -> int:
-        return self._background.qsize()
+        return self.queue.depth()
 
     def queue_room(self) -> int:
-        return self._background.maxsize - self._background.qsize()
-
-    async def _worker(self) -> None:
-        while self._stopping_at is None:
-            run = await self._background.get()
-            if self._stopping_at is not None:
-                break  # persisted as queued: the next start runs it
-            task = asyncio.current_task()
-            assert task is not None
-            self._busy.add(task)
-            try:
-                spec, _ = await self.catalog.resolve(f"{run.product}@{run.version}")
-                await self._execute(run, spec, indexed=True)
-            except asyncio.CancelledError:
-                run.status, run.finished_at = FAILED, now_iso()
-                run.error = RunError.stopped_after_grace(self.grace).to_json()
-                self._finish(run, None, indexed=True)
-                raise
-            except Exception as exc:  # a bad record must not stop the worker
-                log.exception("background run %s could not run", run.run_id)
-                run.status, run.finished_at = FAILED, now_iso()
-                run.error = RunError.unexpected(exc).to_json()
-                self._finish(run, None, indexed=True)
-            finally:
-                self._busy.discard(task)
-                self._background.task_done()
+        return self.queue.room()
 
     async def _execute(self, run: Run, spec: ProductSpec, indexed: bool = False) -> None:
         """``indexed``: a background run, whose record the store already has (and indexes)."""
@@ -217,6 +203,9 @@ class Runs:
         )
         for hook in self.hooks:
             hook(run)
+        if not indexed:  # a worker's run triggers its runs as it is let go
+            # Called on the invoke path before the answer: defer the catalog scan past it.
+            asyncio.get_running_loop().call_soon(self._dispatch_soon, run)
 
     # reading ----------------------------------------------------------------------------
     async def get_run(self, run_id: str) -> Run:

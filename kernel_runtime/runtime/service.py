@@ -25,6 +25,7 @@ from ..store.retention import Retention
 from ..triggers.engine import FileClock, Triggers, utc_now
 from ..triggers.lineage import Lineage, lineage_graph
 from .catalog import Catalog
+from .queues import open_queue
 from .runs import HTTP_TRIGGER, Runs
 from .writer import Writer
 
@@ -39,6 +40,7 @@ class Health(TypedDict):
     pool: PoolState
     queue: int
     containment: Containment
+    replica: str  # this process's random id: the consumer name it holds shared-queue runs under
 
 
 class Service:
@@ -51,11 +53,12 @@ class Service:
         self.catalog = Catalog(repo)
         self.writer = Writer(repo, self.settings.store.write_retry)
         self.run_finished: list[Callable[[Run], None]] = []  # called with every finished run, before its answer
-        self.runs = Runs(self.catalog, self.pool, repo, self.writer, self.run_finished, self.settings.runs)
+        queue = open_queue(self.settings.queue, self.settings.runs.queue_size)
+        self.runs = Runs(self.catalog, self.pool, repo, self.writer, self.run_finished, self.settings.runs, queue)
         triggers = self.settings.triggers
         clock = FileClock(triggers.clock_file) if triggers.clock_file else utc_now
-        self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, clock=clock, tick=triggers.tick)
-        self.run_finished.append(self.triggers.on_run_finished)
+        self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, queue.derived_id, clock=clock, tick=triggers.tick)
+        self.runs.events = self.triggers
         # Replicas sharing a Redis hear each other's publishes at once; alone, there is no one to tell.
         self.changes = CatalogChanges(self.settings.queue) if self.settings.queue.url else None
         self._tasks: list[asyncio.Task] = []
@@ -63,6 +66,7 @@ class Service:
     # lifecycle ------------------------------------------------------------------
     async def start(self, on_kernel_ready=None) -> None:
         await self.catalog.load()
+        await self.runs.queue.open()
         await self.runs.settle_unfinished()
         await self.pool.start(on_kernel_ready)
         self.writer.start()
@@ -97,6 +101,7 @@ class Service:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.stop()
+        await self.runs.queue.close()
         if self.changes is not None:
             await self.changes.close()
         await self.pool.close()
@@ -174,4 +179,5 @@ class Service:
             pool=self.pool.state(),
             queue=self.runs.queue_depth(),
             containment=self.pool.containment(),
+            replica=self.runs.queue.replica,
         )

@@ -49,6 +49,7 @@ class Writer:
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._waiting: dict[str, asyncio.Future[None]] = {}
 
     def record(self, run: Run, build_notebook: NotebookBuilder | None, indexed: bool) -> None:
         """Keep the finished run readable now and write it (with its notebook, if any) in the background."""
@@ -58,6 +59,11 @@ class Writer:
     def runs_of(self, product: str) -> list[Run]:
         """The unsaved runs of ``product``."""
         return [unsaved.run for unsaved in self.unsaved.values() if unsaved.run.product == product]
+
+    async def saved(self, run_id: str) -> None:
+        """Wait until the store has the run recorded as ``run_id``; raises if it could not be written."""
+        if run_id in self.unsaved:
+            await asyncio.shield(self._waiting.setdefault(run_id, asyncio.get_running_loop().create_future()))
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is written (or has failed to be)."""
@@ -87,8 +93,10 @@ class Writer:
                 self.unsaved[run.run_id] = Unsaved(run, notebook)
                 await self._save_through_outage(run, notebook, write.indexed)
                 self.unsaved.pop(run.run_id, None)
-            except Exception:  # the one writer must outlive any one record: log it in full, go on
+                _settle_waiter(self._waiting.pop(run.run_id, None), None)
+            except Exception as exc:  # the one writer must outlive any one record: log it in full, go on
                 log.exception("could not save run %s; it stays readable from memory", run.run_id)
+                _settle_waiter(self._waiting.pop(run.run_id, None), exc)
             finally:
                 self._writes.task_done()
 
@@ -109,3 +117,12 @@ class Writer:
         async for attempt in retrying:
             with attempt:
                 await asyncio.to_thread(self.repo.save_run, run, notebook, indexed=indexed)
+
+
+def _settle_waiter(waiter: asyncio.Future[None] | None, exc: Exception | None) -> None:
+    if waiter is None or waiter.done():
+        return
+    if exc is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(exc)

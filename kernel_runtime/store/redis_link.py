@@ -15,6 +15,8 @@ from typing import AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
@@ -52,6 +54,10 @@ def connect(settings: QueueSettings) -> aioredis.Redis:
             # A blocking read waits up to `block` on the server before answering.
             socket_timeout=settings.timeout + settings.block,
             health_check_interval=max(1.0, settings.timeout),
+            # Once, at once, on a fresh connection: a pooled one is stale after Redis restarted. Not
+            # on a timeout, which may come after Redis did the command.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
     except ValueError as exc:
         raise InvalidConfig(f"--queue {redacted(url)!r} is not a usable Redis URL: {exc}") from None

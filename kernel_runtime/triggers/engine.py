@@ -1,9 +1,11 @@
 """The trigger engine: runs products on schedules and events, as ordinary background runs.
 
 It applies the pure rules of :mod:`.rules` and needs only what it is given: the
-newest version of each product with its triggers (a callable), a queue of runs
-(:class:`RunQueue`), the store's schedule claims (:class:`ScheduleClaims`) and a
-clock. A schedule's due time is claimed with an exclusive create in the store
+newest version of each product with its triggers (a callable), the runtime's runs
+(:class:`Submitter`), the store's schedule claims (:class:`ScheduleClaims`) and a
+clock. A run's finish triggers its subscribers' runs through :meth:`Triggers.triggered_by`: stored
+but not queued, with ids derived from the finished run's, so the caller queues them together with
+letting the finished run go and a redelivered finish makes the same runs, not more. A schedule's due time is claimed with an exclusive create in the store
 (``schedules/{product}/{schedule-id}/{due}``) before it runs, so replicas
 sharing a store run it once between them.
 """
@@ -16,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from ..errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
-from ..model.records import FAILED, SUCCEEDED, Run
+from ..model.records import FAILED, QUEUED, SUCCEEDED, Run
 from ..settings import TriggerSettings
 from .rules import TOPIC_RE, is_topic, iso, latest_due, map_parameters, schedule_id
 
@@ -27,12 +29,20 @@ Subscriptions = Callable[[], list[tuple[str, int, tuple[dict[str, Any], ...]]]]
 Clock = Callable[[], datetime]
 
 
-class RunQueue(Protocol):
-    """Where triggered runs go: the runtime's background queue."""
+class Submitter(Protocol):
+    """Where triggered runs go: the runtime's background runs."""
 
     async def submit(self, ref: str, params: Any, trigger: dict[str, Any]) -> Run: ...
 
-    def refuse(self, name: str, version: int, params: dict[str, Any], trigger: dict[str, Any], exc: NbmeshError) -> Run: ...
+    async def prepare(
+        self, name: str, version: int, values: dict[str, Any], trigger: dict[str, Any], run_id: str | None = None
+    ) -> Run | None: ...
+
+    async def validated(self, ref: str, params: Any) -> tuple[str, int, dict[str, Any]]: ...
+
+    def refuse(
+        self, name: str, version: int, params: dict[str, Any], trigger: dict[str, Any], exc: NbmeshError, run_id: str | None = None
+    ) -> Run: ...
 
     def queue_room(self) -> int: ...
 
@@ -74,26 +84,27 @@ class FileClock:
 class Triggers:
     """Runs products on schedules and events, through the runtime's background queue.
 
-    :meth:`on_run_finished` is the hook the runtime calls for every finished run:
-    it turns the run into its ``product.{name}.succeeded|failed`` event.
+    :meth:`triggered_by` turns a finished run into its ``product.{name}.succeeded|failed`` event
+    and the runs of that event's subscribers.
     """
 
     def __init__(
         self,
         newest: Subscriptions,
-        runs: RunQueue,
+        runs: Submitter,
         claims: ScheduleClaims,
+        derive: Callable[[str, str], str],
         clock: Clock = utc_now,
         tick: float = TriggerSettings.tick,
     ) -> None:
         self.newest = newest
         self.runs = runs
+        self.derive = derive
         self.claims = claims
         self.clock = clock
         self.tick_seconds = tick
         self._cursors: dict[tuple[str, str], datetime] = {}
         self._ticked = False
-        self._dispatching: set[asyncio.Task] = set()
 
     # events -----------------------------------------------------------------------
     def subscribers(self, topic: str) -> list[tuple[str, int, dict[str, Any]]]:
@@ -126,32 +137,30 @@ class Triggers:
         except (InvalidParameters, QueueFull, NotFound) as exc:
             return self.runs.refuse(name, version, params, trigger, exc)
 
-    def on_run_finished(self, run: Run) -> None:
-        # Called on the invoke path before the answer: defer the catalog scan past it.
-        asyncio.get_running_loop().call_soon(self._publish_finished, run)
+    def subscribed(self, run: Run) -> bool:
+        """Whether any product subscribes to the event of ``run``'s finish."""
+        return bool(self.subscribers(_finished_event(run)[0]))
 
-    def _publish_finished(self, run: Run) -> None:
-        outcome = SUCCEEDED if run.status == SUCCEEDED else FAILED  # a timed-out run is a failed one here
-        payload: dict[str, Any] = {"run_id": run.run_id, "product": run.product, "version": run.version}
-        if run.status == SUCCEEDED:
-            payload["result"] = run.result
-        else:
-            payload["error"] = run.error
-        topic = f"product.{run.product}.{outcome}"
-        if not self.subscribers(topic):
-            return
-        task = asyncio.get_running_loop().create_task(self._dispatch(topic, payload))
-        self._dispatching.add(task)
-        task.add_done_callback(self._dispatching.discard)
+    async def triggered_by(self, run: Run) -> list[Run]:
+        """The runs of the subscribers of ``run``'s finish event, stored as queued for the caller to queue.
 
-    async def _dispatch(self, topic: str, payload: dict[str, Any]) -> None:
-        # No caller waits for a run's own event, so every subscriber gets a run record:
-        # one that cannot be queued is recorded as failed with the reason.
-        for name, version, trig in self.subscribers(topic):
+        Each run's id derives from ``run``'s and the subscription, so asking again (a redelivered
+        finish) stores the same runs, and none whose record is final already. A run that cannot
+        be made (its parameters, its product gone) is recorded as failed, so no link vanishes silently.
+        """
+        topic, payload = _finished_event(run)
+        trigger = {"kind": "event", "topic": topic}
+        made = []
+        for index, (name, version, trig) in enumerate(self.subscribers(topic)):
+            run_id = self.derive(run.run_id, f"{name}@{version}/{index}")
+            params = trig.get("parameters", {})
             try:
-                await self._start(name, version, trig, payload, topic)
+                params = map_parameters(params, payload)
+                _, _, values = await self.runs.validated(f"{name}@{version}", params)
+                made.append(await self.runs.prepare(name, version, values, trigger, run_id))
             except NbmeshError as exc:
-                self.runs.refuse(name, version, trig.get("parameters", {}), {"kind": "event", "topic": topic}, exc)
+                self.runs.refuse(name, version, params, trigger, exc, run_id)
+        return [triggered for triggered in made if triggered is not None and triggered.status == QUEUED]
 
     # schedules ------------------------------------------------------------------------
     async def run_scheduler(self) -> None:
@@ -205,3 +214,14 @@ class Triggers:
             await self.runs.submit(f"{name}@{version}", params, trigger)
         except NbmeshError as exc:
             self.runs.refuse(name, version, params, trigger, exc)
+
+
+def _finished_event(run: Run) -> tuple[str, dict[str, Any]]:
+    """The topic and payload of ``run``'s finish: ``product.{name}.succeeded|failed``."""
+    outcome = SUCCEEDED if run.status == SUCCEEDED else FAILED  # a timed-out run is a failed one here
+    payload: dict[str, Any] = {"run_id": run.run_id, "product": run.product, "version": run.version}
+    if run.status == SUCCEEDED:
+        payload["result"] = run.result
+    else:
+        payload["error"] = run.error
+    return f"product.{run.product}.{outcome}", payload

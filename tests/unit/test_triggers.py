@@ -203,7 +203,7 @@ class FakeClock:
 
 
 class FakeRuns:
-    """What the scheduler uses of its RunQueue: submit, and refuse (which a test never expects)."""
+    """What the scheduler uses of the runtime's runs: submit, and refuse (which a test never expects)."""
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
@@ -217,6 +217,10 @@ class FakeRuns:
         raise AssertionError(f"unexpected refusal {args}")
 
 
+def NO_EVENTS(upstream: str, key: str) -> str:
+    raise AssertionError("these tests finish no run")
+
+
 def newest_of(products: dict[str, tuple[dict[str, Any], ...]]):
     """The engine's ``newest`` over a catalog of {name: triggers}, every product at version 1."""
     return lambda: [(name, 1, trigs) for name, trigs in products.items()]
@@ -226,7 +230,7 @@ def scheduler(tmp_path, start: str, expr: str, tz: str = "UTC") -> tuple[Trigger
     clock = FakeClock(utc(start))
     runs = FakeRuns(clock)
     products = {"p": ({"schedule": expr, "timezone": tz},)}
-    return Triggers(newest_of(products), runs, Repository(LocalStore(tmp_path / "store")), clock=clock), runs, clock
+    return Triggers(newest_of(products), runs, Repository(LocalStore(tmp_path / "store")), derive=NO_EVENTS, clock=clock), runs, clock
 
 
 def every(start: str, end: str, minutes: int = 1) -> list[datetime]:
@@ -329,7 +333,7 @@ async def test_a_schedule_published_while_running_starts_from_now(tmp_path):
     clock = FakeClock(utc("2024-05-01T10:30:00"))
     runs = FakeRuns(clock)
     products: dict[str, tuple[dict[str, Any], ...]] = {}
-    trig = Triggers(newest_of(products), runs, Repository(LocalStore(tmp_path / "store")), clock=clock)
+    trig = Triggers(newest_of(products), runs, Repository(LocalStore(tmp_path / "store")), derive=NO_EVENTS, clock=clock)
     await trig.tick()  # the scheduler has ticked once with nothing to run
     products["p"] = ({"schedule": "0 * * * *"},)
     await trig.tick()
