@@ -8,63 +8,20 @@ can explain a change seen within the second.
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import httpx
 import pytest
-import redis
 
-from tests.conftest import error_of, free_port, invoke, publish, wait_for
+from tests.conftest import error_of, invoke, publish, wait_for
+from tests.test_queue import queue_redis  # noqa: F401 (a fixture: Debian's redis-server, AOF on)
 from tests.test_triggers import TestClock, a_whole_tick_later, all_final, echo, scheduled
 
 NO_POLLING = ("--catalog-sync", "3600")
 
 
-class RedisServer:
-    """Debian's redis-server on a loopback port with its own data folder (AOF on), stopped and started at will."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        folder.mkdir(parents=True, exist_ok=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> "RedisServer":
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-               "--save", "", "--appendonly", "yes"]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.folder / "redis.log", "ab"), stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        wait_for(lambda: self._answers(client), 10, "redis-server to answer")
-        client.close()
-        return self
-
-    def _answers(self, client: redis.Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
-
-
-def replicas(fresh_runtime, store: str, redis_url: str, count: int = 3, *args: str, env: dict[str, str] | None = None):
-    return [fresh_runtime("--pool-size", "1", "--queue", redis_url, *args, store=store, env=env)
-            for _ in range(count)]
+def start_replicas(fresh_runtime, store: str, redis_url: str, count: int, *args: str, pool: int = 1,
+                   env: dict[str, str] | None = None):
+    """``count`` replicas on one store folder and one Redis, each with ``pool`` kernels (and a spare)."""
+    return [fresh_runtime("--pool-size", str(pool), "--queue", redis_url, *args, store=store, env=env) for _ in range(count)]
 
 
 def version_on(http: httpx.Client, name: str) -> int | None:
@@ -72,8 +29,8 @@ def version_on(http: httpx.Client, name: str) -> int | None:
     return answer.json()["version"] if answer.status_code == 200 else None
 
 
-def test_publish_and_unpublish_are_served_by_every_replica_within_a_second(fresh_runtime, redis_server, tmp_path):
-    a, b, c = replicas(fresh_runtime, str(tmp_path / "store"), redis_server.url, 3, *NO_POLLING)
+def test_publish_and_unpublish_are_served_by_every_replica_within_a_second(fresh_runtime, queue_redis, tmp_path):
+    a, b, c = start_replicas(fresh_runtime, str(tmp_path / "store"), queue_redis.url, 3, *NO_POLLING)
     with a.client() as on_a, b.client() as on_b, c.client() as on_c:
         others = (on_b, on_c)
         publish(on_a, echo("shared", value="n + 1"))
@@ -89,13 +46,13 @@ def test_publish_and_unpublish_are_served_by_every_replica_within_a_second(fresh
         error_of(on_a.post("/api/products/shared/invoke", json={"n": 1}), 404)
 
 
-def test_a_change_made_while_redis_was_down_is_served_once_it_returns(fresh_runtime, redis_server, tmp_path):
-    a, b = replicas(fresh_runtime, str(tmp_path / "store"), redis_server.url, 2, *NO_POLLING)
+def test_a_change_made_while_redis_was_down_is_served_once_it_returns(fresh_runtime, queue_redis, tmp_path):
+    a, b = start_replicas(fresh_runtime, str(tmp_path / "store"), queue_redis.url, 2, *NO_POLLING)
     with a.client() as on_a, b.client() as on_b:
-        redis_server.stop()
+        queue_redis.stop()
         publish(on_a, echo("while-down"))  # the store takes it; the announcement is lost
         assert version_on(on_a, "while-down") == 1 and version_on(on_b, "while-down") is None
-        redis_server.start()
+        queue_redis.start()
         # On subscribing again a replica reloads its whole catalog; the store polling is an hour away.
         wait_for(lambda: version_on(on_b, "while-down") == 1, 30, "the replica to catch up once Redis is back")
         publish(on_a, echo("after-return"))
@@ -103,10 +60,10 @@ def test_a_change_made_while_redis_was_down_is_served_once_it_returns(fresh_runt
 
 
 @pytest.mark.slow
-def test_a_schedule_on_three_replicas_fires_once_per_due_time(fresh_runtime, redis_server, tmp_path):
+def test_a_schedule_on_three_replicas_fires_once_per_due_time(fresh_runtime, queue_redis, tmp_path):
     clock = TestClock(tmp_path / "clock", "2030-01-01T00:00:30Z")
     store = str(tmp_path / "store")
-    reps = replicas(fresh_runtime, store, redis_server.url, 3, env=clock.env)
+    reps = start_replicas(fresh_runtime, store, queue_redis.url, 3, env=clock.env)
     clients = [rt.client() for rt in reps]
     try:
         first = clients[0]

@@ -15,11 +15,14 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, Runtime, free_port, metrics, publish, wait_for
-from tests.test_cluster import replicas, version_on
+from tests.test_cluster import start_replicas, version_on
+from tests.test_queue import queue_redis  # noqa: F401 (a fixture: Debian's redis-server, AOF on)
 from tests.test_triggers import echo
 
 CONFIG = ROOT / "deploy" / "haproxy.cfg"
-PRODUCTS = [f"product-{n}" for n in range(6)]  # fixed names: where each lands depends only on them and the servers' names
+# Fixed names: where each lands depends only on them and the servers' names. Each replica has kernels
+# for all of them, so no kernel is retired when a replica's products move to another.
+PRODUCTS = [f"product-{n}" for n in range(4)]
 
 
 class HAProxy:
@@ -59,8 +62,8 @@ class HAProxy:
 
 
 @pytest.fixture
-def cluster(fresh_runtime, redis_server, tmp_path):
-    reps = replicas(fresh_runtime, str(tmp_path / "store"), redis_server.url, 3)
+def cluster(fresh_runtime, queue_redis, tmp_path):
+    reps = start_replicas(fresh_runtime, str(tmp_path / "store"), queue_redis.url, 3, pool=len(PRODUCTS))
     lb = HAProxy(reps, tmp_path / "haproxy.log").start()
     yield reps, lb
     lb.stop()

@@ -60,7 +60,7 @@ class Service:
         self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, queue.derived_id, clock=clock, tick=triggers.tick)
         self.runs.events = self.triggers
         # Replicas sharing a Redis hear each other's publishes at once; alone, there is no one to tell.
-        self.changes = CatalogChanges(self.settings.queue) if self.settings.queue.url else None
+        self.changes = CatalogChanges(self.settings.queue, queue.replica) if self.settings.queue.url else None
         self._tasks: list[asyncio.Task] = []
 
     # lifecycle ------------------------------------------------------------------

@@ -17,10 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from typing import Awaitable, Callable
-
-import redis.asyncio as aioredis
 
 from ..errors import NbmeshError, QueueUnavailable
 from ..model.product import check_name
@@ -33,11 +30,13 @@ log = logging.getLogger("nbmesh.catalog")
 class CatalogChanges:
     """Announces this replica's catalog changes and hears the other replicas' ones."""
 
-    def __init__(self, settings: QueueSettings, client: aioredis.Redis | None = None) -> None:
+    """``replica``: this replica's id; its own announcements are not heard back."""
+
+    def __init__(self, settings: QueueSettings, replica: str) -> None:
         self.settings = settings
         self.channel = settings.catalog_channel
-        self.client = client or connect(settings)
-        self.sender = uuid.uuid4().hex  # this replica's own announcements are not heard back
+        self.client = connect(settings)
+        self.replica = replica
         self._announcing: set[asyncio.Task] = set()
         self._stopping = False
 
@@ -52,7 +51,7 @@ class CatalogChanges:
         task.add_done_callback(self._announcing.discard)
 
     async def _announce(self, name: str) -> None:
-        message = json.dumps({"product": name, "sender": self.sender})
+        message = json.dumps({"product": name, "replica": self.replica})
         try:
             async with answering(self.settings.url or "", "announcing a catalog change"):
                 await self.client.publish(self.channel, message)
@@ -93,7 +92,7 @@ class CatalogChanges:
         except (ValueError, TypeError, KeyError, NbmeshError):
             log.warning("ignored a message on %s that names no product: %.200r", self.channel, data)
             return None
-        return None if message.get("sender") == self.sender else name
+        return None if message.get("replica") == self.replica else name
 
     async def close(self) -> None:
         """Let announcements in flight finish (each is bounded by the Redis timeout), then drop the client."""
