@@ -166,7 +166,7 @@ def serve(
     if workdir is not None and not Path(workdir).is_dir():
         fail(f"--kernel-workdir {workdir} is not a folder.")
     contained = _run_cli(lambda: resolve_sandbox(settings.pool, passed_env(settings.pool.kernel_env)))
-    service = Service(Repository(blob_store, settings.store.publish_attempts), settings, sandbox=contained)
+    service = _run_cli(lambda: Service(Repository(blob_store, settings.store.publish_attempts), settings, sandbox=contained))
     ready = [0]
 
     kernels = settings.pool.size + settings.pool.spares

@@ -159,21 +159,19 @@ class QueueSettings:
         option="--lease", at_least=0.1,
     )
     heartbeat: float | None = setting(None, "seconds between heartbeats of a held run; none: a third of the lease", at_least=0.01)
-    reclaim: float | None = setting(None, "seconds between looks for lapsed runs to take over; none: half the lease", at_least=0.01)
     max_deliveries: int = setting(5, "deliveries of one run (its first included) before it is dead-lettered as failed", at_least=1)
     stream: str = setting("nbmesh:runs", "the Redis stream of runs to do")
     group: str = setting("nbmesh", "the consumer group of the replicas on that stream")
-    dead_letter: str = setting("nbmesh:runs:dead", "the Redis stream dead-lettered runs are moved to")
     catalog_channel: str = setting("nbmesh:catalog", "the Redis pub/sub channel replicas announce publishes and unpublishes on")
-    block: float = setting(1.0, "seconds one read waits for a new run before it looks again", at_least=0.001)
+    dead_letter: str = setting("nbmesh:runs:dead", "the Redis stream dead-lettered runs are moved to")
+    block: float = setting(
+        1.0, "seconds a free worker's read waits for a new run before it looks again, for lapsed runs first", at_least=0.001
+    )
     timeout: float = setting(2.0, "seconds to connect to Redis and to wait for one answer (short: an outage is a prompt 503)", at_least=0.01)
     retry: Backoff = setting(factory=lambda: Backoff(0.2, 5.0), doc="waits between retried Redis calls while it is down")
 
     def heartbeat_interval(self) -> float:
         return self.heartbeat or self.lease / 3
-
-    def reclaim_interval(self) -> float:
-        return self.reclaim or self.lease / 2
 
 
 @dataclass(frozen=True)

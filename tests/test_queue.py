@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import itertools
-import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -22,9 +21,6 @@ import pytest
 import redis
 
 from tests.conftest import FINAL, Runtime, free_port, make_notebook, publish, runs_of, unique, wait_for
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server (scripts/test.sh installs it)")
-
 
 class RedisServer:
     """One redis-server on loopback with its own data dir; AOF on, so a restart keeps what it had."""

@@ -21,7 +21,6 @@ def _open_redis(settings: QueueSettings, size: int) -> RunQueue:
 
 
 QUEUES: dict[str, Callable[[QueueSettings, int], RunQueue]] = {
-    "": lambda settings, size: EmbeddedQueue(size),
     "redis": _open_redis,
     "rediss": _open_redis,
     "unix": _open_redis,
@@ -30,8 +29,11 @@ QUEUES: dict[str, Callable[[QueueSettings, int], RunQueue]] = {
 
 def open_queue(settings: QueueSettings, size: int) -> RunQueue:
     """The queue ``settings.url`` names (none: embedded), bounded by ``size`` waiting runs."""
-    scheme = urlsplit(settings.url).scheme if settings.url else ""
+    if not settings.url:
+        return EmbeddedQueue(size)
+    scheme = urlsplit(settings.url).scheme
     opener = QUEUES.get(scheme)
-    if opener is None:
-        raise InvalidConfig(f"--queue {scheme}://…: a queue URL is redis://HOST:PORT/DB (or rediss://, unix://).")
+    if opener is None:  # the URL itself is not echoed: it may hold a password
+        given = f"{scheme}://" if scheme else "no scheme"
+        raise InvalidConfig(f"--queue takes a URL like redis://HOST:PORT/DB (or rediss://, unix://); the one given has {given}.")
     return opener(settings, size)
