@@ -15,6 +15,8 @@ from tests.conftest import error_of, invoke, publish, wait_for
 from tests.test_queue import queue_redis  # noqa: F401 (a fixture: Debian's redis-server, AOF on)
 from tests.test_triggers import TestClock, a_whole_tick_later, all_final, echo, scheduled
 
+pytestmark = pytest.mark.slow  # three replicas start for each test
+
 NO_POLLING = ("--catalog-sync", "3600")
 
 
@@ -59,7 +61,6 @@ def test_a_change_made_while_redis_was_down_is_served_once_it_returns(fresh_runt
         wait_for(lambda: version_on(on_b, "after-return") == 1, 1, "announcements to work again")
 
 
-@pytest.mark.slow
 def test_a_schedule_on_three_replicas_fires_once_per_due_time(fresh_runtime, queue_redis, tmp_path):
     clock = TestClock(tmp_path / "clock", "2030-01-01T00:00:30Z")
     store = str(tmp_path / "store")

@@ -1,4 +1,5 @@
-"""deploy/haproxy.cfg, the documented load balancer, run as is by Debian's haproxy in front of three replicas.
+"""deploy/haproxy.cfg, the documented load balancer, run as is by Debian's haproxy in front of three replicas,
+and the Compose and Kubernetes files that point it at their replicas.
 
 The replicas share a store folder and a Redis (`--queue`); HAProxy gets their addresses through the
 environment variables the file reads. Which replica served a call is read from that replica's own
@@ -13,13 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import ROOT, Runtime, free_port, metrics, publish, wait_for
 from tests.test_cluster import start_replicas, version_on
 from tests.test_queue import queue_redis  # noqa: F401 (a fixture: Debian's redis-server, AOF on)
 from tests.test_triggers import echo
 
-CONFIG = ROOT / "deploy" / "haproxy.cfg"
+DEPLOY = ROOT / "deploy"
+CONFIG = DEPLOY / "haproxy.cfg"
 # Fixed names: where each lands depends only on them and the servers' names. Each replica has kernels
 # for all of them, so no kernel is retired when a replica's products move to another.
 PRODUCTS = [f"product-{n}" for n in range(4)]
@@ -89,6 +92,7 @@ def where(reps: list[Runtime], products: list[str]) -> dict[str, dict[int, int]]
     return {p: {i: n for i, rt in enumerate(reps) if rt.proc.poll() is None and (n := served(rt, p))} for p in products}
 
 
+@pytest.mark.slow
 def test_a_products_calls_land_on_one_replica_and_move_only_when_it_goes(cluster):
     reps, lb = cluster
     with httpx.Client(base_url=lb.url, timeout=120) as via_lb:
@@ -124,3 +128,40 @@ def test_a_products_calls_land_on_one_replica_and_move_only_when_it_goes(cluster
         reps[gone].start()
         wait_for(lambda: calls(via_lb, PRODUCTS[0], 1) and served(reps[gone], PRODUCTS[0]) > 0, 30,
                  "the product to return to its replica")
+
+
+def haproxy_accepts(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["haproxy", "-c", "-f", str(CONFIG)], env={**os.environ, **env}, capture_output=True, text=True)
+
+
+def test_compose_and_kubernetes_point_haproxy_at_their_replicas():
+    """The replicas haproxy.cfg's server lines name are the ones Compose and Kubernetes start, on the port they serve."""
+    servers = [line.split() for line in CONFIG.read_text().splitlines() if line.strip().startswith("server ")]
+    defaults = {name: address.strip('"').split("-", 1)[1].rstrip("}") for _, name, address, *_ in servers}
+    variables = [address.strip('"').split("-", 1)[0].removeprefix("${") for _, _, address, *_ in servers]
+    assert len(servers) == 3 and variables == ["NBMESH_REPLICA1", "NBMESH_REPLICA2", "NBMESH_REPLICA3"], servers
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    replicas = [name for name, service in compose["services"].items() if "--queue" in str(service) or "NBMESH_QUEUE" in str(service)]
+    assert sorted(replicas) == sorted(address.split(":")[0] for address in defaults.values())
+    assert all(f"--port', '{address.split(':')[1]}'" in str(compose["services"][address.split(":")[0]]["command"])
+               for address in defaults.values())
+    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in compose["services"]["lb"]["volumes"]
+
+    manifests = {doc["metadata"]["name"] + "/" + doc["kind"]: doc
+                 for path in sorted((DEPLOY / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())}
+    statefulset = manifests["nbmesh/StatefulSet"]["spec"]
+    container = statefulset["template"]["spec"]["containers"][0]
+    port = container["args"][container["args"].index("--port") + 1]
+    pods = [f"nbmesh-{i}.{statefulset['serviceName']}:{port}" for i in range(statefulset["replicas"])]
+    lb_env = {e["name"]: e["value"] for e in manifests["nbmesh-lb/Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert [lb_env[v] for v in variables] == pods
+    assert manifests["nbmesh/Service"]["spec"]["clusterIP"] == "None"  # one DNS name per pod
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    assert kustomization["configMapGenerator"][0]["files"] == ["haproxy.cfg"]
+    assert sorted(kustomization["resources"]) == sorted(f"k8s/{p.name}" for p in (DEPLOY / "k8s").glob("*.yaml"))
+
+    # HAProxy takes the file with either set of addresses (names that do not resolve yet are no error).
+    for env in ({}, {v: a for v, a in zip(variables, pods)}):
+        checked = haproxy_accepts(env)
+        assert checked.returncode == 0, checked.stderr
