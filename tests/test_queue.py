@@ -129,14 +129,11 @@ def done_counts(effects: redis.Redis, name: str) -> collections.Counter:
     return collections.Counter(int(n) for n in effects.lrange(f"{name}:done", 0, -1))
 
 
-def in_flight_on(effects: redis.Redis, name: str, replica: str) -> int | None:
-    """The n of a run replica ``replica`` has started and not finished (its effect not done), if any."""
+def in_flight_on(effects: redis.Redis, name: str, replica: str) -> list[int]:
+    """The n of each run replica ``replica`` has started and not finished (its effect not done)."""
     done = done_counts(effects, name)
-    for entry in effects.lrange(f"{name}:started", 0, -1):
-        n, where = entry.split()
-        if where == replica and not done[int(n)]:
-            return int(n)
-    return None
+    started = [entry.split() for entry in effects.lrange(f"{name}:started", 0, -1)]
+    return [int(n) for n, where in started if where == replica and not done[int(n)]]
 
 
 class Watcher:
@@ -184,19 +181,21 @@ def test_a_replica_killed_with_runs_queued_and_running_loses_none_and_finishes_e
     name = publish(httpx.Client(base_url=a.url), effectful(unique("work")))
     everywhere([a, b, c], name)
     run_ids = [submit(rt, name, n=n, seconds=1.0) for n, rt in zip(range(12), itertools.cycle([a, b, c]))]
-    watcher = Watcher(b, run_ids)
     # Kill replica a while a run it took is mid-sleep: queued runs wait in Redis, its run is held.
-    killed_n = wait_for(lambda: in_flight_on(effects, name, "r0"), 30, "replica r0 to be running a run")
+    killed_n = wait_for(lambda: in_flight_on(effects, name, "r0"), 30, "replica r0 to be running a run")[0]
     a.kill()
-    # A new life of a starts while b and c hold runs: it must settle none of theirs.
+    # Long runs that b and c hold or that wait while a new life of a starts: it must settle none of them.
+    run_ids += [submit(rt, name, n=n, seconds=6.0) for n, rt in zip(range(12, 16), itertools.cycle([b, c]))]
+    watcher = Watcher(b, run_ids)
     a.start()
+    assert set(range(12, 16)) - set(done_counts(effects, name)), "a's new life must start while long runs are unfinished"
     runs = finals(b, run_ids)
     seen = watcher.stop()
 
-    assert [runs[run_id]["status"] for run_id in run_ids] == ["succeeded"] * 12, runs
-    assert [runs[run_id]["result"] for run_id in run_ids] == list(range(12))
+    assert [runs[run_id]["status"] for run_id in run_ids] == ["succeeded"] * 16, runs
+    assert [runs[run_id]["result"] for run_id in run_ids] == list(range(16))
     # Each run's effect happened once, the killed one's included (it never reached its effect on a).
-    assert done_counts(effects, name) == collections.Counter(range(12))
+    assert done_counts(effects, name) == collections.Counter(range(16))
     started = [entry.split() for entry in effects.lrange(f"{name}:started", 0, -1)]
     assert [where for n, where in started if int(n) == killed_n][0] == "r0"
     assert len([n for n, _ in started if int(n) == killed_n]) == 2, "another replica took the killed replica's run over"
@@ -206,12 +205,17 @@ def test_a_replica_killed_with_runs_queued_and_running_loses_none_and_finishes_e
         assert final_seen in ([], [("succeeded", None)]), (run_id, statuses)
 
 
-def test_a_run_delivered_more_than_max_deliveries_is_dead_lettered_not_run_again(replicas, effects, queue_redis):
+def test_heartbeats_keep_a_long_run_and_one_delivered_too_often_is_dead_lettered(replicas, effects, queue_redis):
     a, b = replicas(2, "--lease", "1", "--set", "queue.max_deliveries=1")
     name = publish(httpx.Client(base_url=a.url), effectful(unique("dead")))
     everywhere([a, b], name)
+    # A run three times its lease, on a live replica: its heartbeats keep it; nobody takes it over.
+    long_id = submit(a, name, n=3, seconds=3)
+    assert finals(a, [long_id])[long_id]["status"] == "succeeded"
+    assert effects.llen(f"{name}:started") == 1
+    # A run whose replica dies is delivered again: past max_deliveries, it is dead-lettered instead.
     run_id = submit(b, name, n=7, seconds=30)
-    holder = wait_for(lambda: next((rt for i, rt in enumerate([a, b]) if in_flight_on(effects, name, f"r{i}") == 7), None),
+    holder = wait_for(lambda: next((rt for i, rt in enumerate([a, b]) if in_flight_on(effects, name, f"r{i}") == [7]), None),
                       30, "a replica to run the run")
     holder.kill()
     other = b if holder is a else a
@@ -220,7 +224,7 @@ def test_a_run_delivered_more_than_max_deliveries_is_dead_lettered_not_run_again
     assert run["status"] == "failed"
     assert run["error"]["ename"] == "DeadLettered"
     assert "delivered 1 times" in run["error"]["evalue"]
-    assert effects.llen(f"{name}:started") == 1  # not run again
+    assert effects.lrange(f"{name}:started", 1, -1) == [f"7 {'r0' if holder is a else 'r1'}"]  # not run again
     dead = queue_redis.client().xrange("nbmesh:runs:dead")
     assert len(dead) == 1 and run_id in dead[0][1]["run"]
     assert queue_redis.client().xlen("nbmesh:runs") == 0
@@ -238,10 +242,9 @@ def test_a_chain_with_a_replica_killed_midway_gives_every_succeeded_upstream_run
     everywhere([a, b, c], down)
     up_ids = [submit(rt, up, n=n, seconds=0.3) for n, rt in zip(range(15), itertools.cycle([a, b, c]))]
     # Kill replica a once the chain is under way: some links made, a holding a run of either product.
-    wait_for(lambda: effects.llen(f"{down}:started") >= 2 and (in_flight_on(effects, up, "r0") is not None
-                                                               or in_flight_on(effects, down, "r0") is not None),
+    wait_for(lambda: effects.llen(f"{down}:started") >= 2 and (in_flight_on(effects, up, "r0") or in_flight_on(effects, down, "r0")),
              30, "replica r0 to be running a link of the chain")
-    killed_down = in_flight_on(effects, down, "r0")
+    killed_down = in_flight_on(effects, down, "r0")[:1]
     a.kill()
     ups = finals(b, up_ids)
     succeeded = sorted(run["result"] for run in ups.values() if run["status"] == "succeeded")
@@ -259,7 +262,7 @@ def test_a_chain_with_a_replica_killed_midway_gives_every_succeeded_upstream_run
     # effect and before its record, it ran again elsewhere (at-least-once, docs/queue.md).
     counts = done_counts(effects, down)
     assert set(counts) == set(range(15))
-    assert all(count == 1 for n, count in counts.items() if n != killed_down), counts
+    assert all(count == 1 for n, count in counts.items() if n not in killed_down), counts
 
 
 # Redis outages ------------------------------------------------------------------------------------------
