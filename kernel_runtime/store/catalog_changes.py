@@ -61,18 +61,18 @@ class CatalogChanges:
     async def listen(self, changed: Callable[[str], Awaitable[None]], reload: Callable[[], Awaitable[None]]) -> None:
         """Call ``changed(name)`` for each product another replica announces, until cancelled.
 
-        Each subscription after the first (Redis was down or restarted) starts with ``reload()``:
-        what was announced meanwhile is lost to pub/sub, not to the store.
+        Each try after the first (Redis was down at start, or went away) starts with ``reload()`` once
+        subscribed: what was announced meanwhile is lost to pub/sub, not to the store.
         """
-        subscribed_before = False
+        tries = 0
         async for attempt in retrying(self.settings.retry, lambda: self._stopping, "hearing catalog changes"):
             with attempt:
+                tries += 1
                 async with answering(self.settings.url or "", "hearing catalog changes"):
                     async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
                         await pubsub.subscribe(self.channel)
-                        if subscribed_before:
+                        if tries > 1:
                             await _quietly(reload(), "reloading the catalog after Redis returned")
-                        subscribed_before = True
                         while True:
                             message = await pubsub.get_message(timeout=self.settings.block)
                             if message is not None:
