@@ -85,9 +85,10 @@ def replicas(tmp_path, queue_redis, effects):
                 store=str(tmp_path / "store"),
                 port=free_port(),
                 args=["--queue", queue_redis.url, "--pool-size", "2", "--spare-kernels", "0", "--catalog-sync", "0.2",
-                      "--kernel-env", "NBMESH_TEST_REPLICA", "--kernel-env", "NBMESH_TEST_EFFECTS",
+                      "--kernel-env", "NBMESH_TEST_REPLICA", "--kernel-env", "NBMESH_TEST_EFFECTS", "--kernel-env", "NBMESH_TEST_QUEUE",
                       "--set", "queue.block=0.2", "--grace", "2", *args],
-                env={"NBMESH_TEST_REPLICA": f"r{len(started) + i}", "NBMESH_TEST_EFFECTS": str(effects_port)},
+                env={"NBMESH_TEST_REPLICA": f"r{len(started) + i}", "NBMESH_TEST_EFFECTS": str(effects_port),
+                     "NBMESH_TEST_QUEUE": str(queue_redis.port)},
             )
             for i in range(count)
         ]
@@ -102,15 +103,19 @@ def replicas(tmp_path, queue_redis, effects):
 
 
 def effectful(name: str, **meta: Any) -> dict[str, Any]:
-    """A product that logs "n replica" to ``started``, sleeps, then pushes n to ``done``: its effect."""
+    """A product that logs "n replica" to ``started``, sleeps, then pushes n to ``done``: its effect.
+    With ``pause`` (ms) it then pauses the queue's Redis for writes: its replica cannot let it go."""
     body = (
         "import os, time, redis\n"
         "effects = redis.Redis(port=int(os.environ['NBMESH_TEST_EFFECTS']))\n"
         f"effects.rpush('{name}:started', f\"{{n}} {{os.environ['NBMESH_TEST_REPLICA']}}\")\n"
         "time.sleep(seconds)\n"
-        f"effects.rpush('{name}:done', n)"
+        f"effects.rpush('{name}:done', n)\n"
+        "if pause:\n"
+        "    redis.Redis(port=int(os.environ['NBMESH_TEST_QUEUE'])).client_pause(pause, all=False)"
     )
-    return make_notebook([("parameters", "n: int = 0\nseconds: float = 0.5"), ("", body), ("output", "n")], name, **meta)
+    params = "n: int = 0\nseconds: float = 0.5\npause: int = 0"
+    return make_notebook([("parameters", params), ("", body), ("output", "n")], name, **meta)
 
 
 def everywhere(runtimes: list[Runtime], name: str) -> None:
@@ -263,6 +268,29 @@ def test_a_chain_with_a_replica_killed_midway_gives_every_succeeded_upstream_run
     counts = done_counts(effects, down)
     assert set(counts) == set(range(15))
     assert all(count == 1 for n, count in counts.items() if n not in killed_down), counts
+
+
+def test_a_replica_killed_between_a_final_record_and_letting_it_go_loses_no_link(replicas, effects, queue_redis, tmp_path):
+    (a,) = replicas(1, "--lease", "1")
+    up, down = unique("up"), unique("down")
+    with httpx.Client(base_url=a.url) as http:
+        publish(http, effectful(up))
+        publish(http, effectful(down, triggers=[{"event": f"product.{up}.succeeded", "parameters": {"n": "$event.result", "seconds": 0}}]))
+    # The run pauses Redis's writes as it ends: its record gets final in the store, and its replica
+    # hangs letting it go (its events with it) until it is killed.
+    run_id = submit(a, up, n=5, seconds=0, pause=30000)
+    record = tmp_path / "store" / "runs" / f"{run_id}.json"
+    wait_for(lambda: record.exists() and '"succeeded"' in record.read_text(), 30, "the run's final record in the store")
+    a.kill()
+    queue_redis.client().client_unpause()
+    (b,) = replicas(1, "--lease", "1")
+    downs = wait_for(lambda: [run for run in runs_of(httpx.Client(base_url=b.url), down) if run["status"] in FINAL], 30,
+                     "the downstream run")
+
+    assert [(run["status"], run["parameters"]["n"]) for run in downs] == [("succeeded", 5)], [run["error"] for run in downs]
+    assert done_counts(effects, up) == collections.Counter([5])  # the upstream run was let go, not run again
+    assert httpx.get(f"{b.url}/api/runs/{run_id}").json()["status"] == "succeeded"
+    assert queue_redis.client().xlen("nbmesh:runs") == 0
 
 
 # Redis outages ------------------------------------------------------------------------------------------

@@ -136,7 +136,8 @@ class Background:
         assert self.events is not None
         triggered = await self.events.triggered_by(run)
         try:
-            await self.queue.put(triggered)
+            if triggered:
+                await self.queue.put(triggered)
         except NbmeshError as exc:
             for other in triggered:
                 self._refused(other, exc)

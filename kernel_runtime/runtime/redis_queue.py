@@ -180,14 +180,17 @@ class RedisQueue(RunQueue):
     async def settle(self, unfinished: list[Run], published: Callable[[Run], bool]) -> list[tuple[Run, str]]:
         """Runs in the stream are kept: whoever holds them runs them, or they lapse to a live replica.
         An unfinished record not in the stream and older than a lease plus a Redis timeout is a run
-        whose submit died between the store and Redis: it never ran and never will."""
+        whose submit died between the store and Redis: it never ran and never will. But for an event
+        run: one stored before its upstream run was let go is queued when that run is delivered again."""
         entries = await self._call("reading the queue", lambda: self.redis.xrange(self.settings.stream))
         queued = {_run_of(fields).run_id for _, fields in entries}
         cutoff = time.time() - self.settings.lease - self.settings.timeout
         return [
             (run, "was accepted but never reached the queue")
             for run in unfinished
-            if run.run_id not in queued and datetime.fromisoformat(run.created_at).timestamp() < cutoff
+            if run.run_id not in queued
+            and run.trigger.get("kind") != "event"
+            and datetime.fromisoformat(run.created_at).timestamp() < cutoff
         ]
 
     def depth(self) -> int:

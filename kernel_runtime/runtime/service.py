@@ -1,11 +1,11 @@
-"""The runtime's facade: wires the catalog, runs, the writer, the triggers and the kernel pool.
+"""The runtime's facade: wires the catalog, runs, the run queue, the writer, the triggers and the kernel pool.
 
-Each use case lives in its own module (:mod:`.catalog`, :mod:`.runs`,
+Each use case lives in its own module (:mod:`.catalog`, :mod:`.runs`, :mod:`.queue`,
 :mod:`.writer`, :mod:`kernel_runtime.triggers.engine`); this module builds
 them from the :class:`~kernel_runtime.settings.Settings`, starts and stops them in order, and is what
-the HTTP layer calls. Whoever wants to see every finished run (the triggers,
-the metrics, retention) appends a callable to the one hook list,
-:attr:`Service.run_finished`.
+the HTTP layer calls. Whoever wants to see every finished run (the metrics, retention) appends a
+callable to the one hook list, :attr:`Service.run_finished`; the runs a finish triggers are queued
+by the runs themselves (:mod:`.background`), with the finished run's letting go.
 """
 
 from __future__ import annotations
