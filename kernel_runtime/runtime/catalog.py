@@ -3,7 +3,8 @@
 Specs are parsed once, when a version is first loaded, so the invoke path never
 reads the store. The catalog is read from the store at start, re-read every
 ``catalog_sync`` seconds (replicas sharing a store publish too), reloaded a product at a time
-when another replica announces a change (:meth:`Catalog.reload`), and changed by publish and unpublish. It also shapes a product for the API (:meth:`Catalog.product_json`).
+when another replica announces a change (:meth:`Catalog.reload`), and changed by publish and
+unpublish. It also shapes a product for the API (:meth:`Catalog.product_json`).
 """
 
 from __future__ import annotations
