@@ -161,6 +161,7 @@ class QueueSettings:
     max_deliveries: int = setting(5, "deliveries of one run (its first included) before it is dead-lettered as failed", at_least=1)
     stream: str = setting("nbmesh:runs", "the Redis stream of runs to do")
     group: str = setting("nbmesh", "the consumer group of the replicas on that stream")
+    catalog_channel: str = setting("nbmesh:catalog", "the Redis pub/sub channel replicas announce publishes and unpublishes on")
     dead_letter: str = setting("nbmesh:runs:dead", "the Redis stream dead-lettered runs are moved to")
     block: float = setting(
         1.0, "seconds a free worker's read waits for a new run before it looks again, for lapsed runs first", at_least=0.001

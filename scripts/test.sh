@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the suite uses for real: chromium (browser test), bubblewrap (the kernels' sandbox),
-# redis-server (the replicas' shared run queue).
+# redis-server (the replicas' shared run queue) and haproxy (the load balancer in front of replicas).
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v haproxy >/dev/null || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian's ${missing[*]} for the tests…"
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null

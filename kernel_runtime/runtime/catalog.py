@@ -2,8 +2,9 @@
 
 Specs are parsed once, when a version is first loaded, so the invoke path never
 reads the store. The catalog is read from the store at start, re-read every
-``catalog_sync`` seconds (replicas sharing a store publish too), and changed by
-publish and unpublish. It also shapes a product for the API (:meth:`Catalog.product_json`).
+``catalog_sync`` seconds (replicas sharing a store publish too), reloaded a product at a time
+when another replica announces a change (:meth:`Catalog.reload`), and changed by publish and
+unpublish. It also shapes a product for the API (:meth:`Catalog.product_json`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,10 @@ class Catalog:
                 await self.load()
             except NbmeshError as exc:
                 log.warning("catalog sync skipped: %s", exc.message)
+
+    async def reload(self, name: str) -> None:
+        """Read one product again from the store: another replica published or unpublished it."""
+        await self._refresh(check_name(name))
 
     async def _refresh(self, name: str) -> CatalogEntry | None:
         # One refresh at a time: a listing read before a racing publish must not land after it.

@@ -20,6 +20,7 @@ from ..kernels.state import PoolState
 from ..model.bundle import Submission
 from ..model.records import Product, Run
 from ..settings import Settings
+from ..store.catalog_changes import CatalogChanges
 from ..store.repository import Repository
 from ..store.retention import Retention
 from ..triggers.engine import FileClock, Triggers, utc_now
@@ -61,6 +62,8 @@ class Service:
         clock = FileClock(triggers.clock_file) if triggers.clock_file else utc_now
         self.triggers = Triggers(self.catalog.newest_versions, self.runs, repo, queue.derived_id, clock=clock, tick=triggers.tick)
         self.runs.events = self.triggers
+        # Replicas sharing a Redis hear each other's publishes at once; alone, there is no one to tell.
+        self.changes = CatalogChanges(self.settings.queue, queue.replica) if self.settings.queue.url else None
         self._tasks: list[asyncio.Task] = []
 
     # lifecycle ------------------------------------------------------------------
@@ -78,6 +81,8 @@ class Service:
             self._tasks.append(asyncio.create_task(retention.run()))
         self._tasks.append(asyncio.create_task(self.triggers.run_scheduler()))
         self._tasks.append(asyncio.create_task(self.catalog.sync(store.catalog_sync)))
+        if self.changes is not None:
+            self._tasks.append(asyncio.create_task(self.changes.listen(self.catalog.reload, self.catalog.load)))
         # Serving starts once the kernels answer; preparing products (setup may be slow) goes on meanwhile.
         self._spawn(self._prewarm_all())
 
@@ -100,6 +105,8 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.stop()
         await self.runs.queue.close()
+        if self.changes is not None:
+            await self.changes.close()
         await self.pool.close()
         self.files.close()
 
@@ -117,12 +124,18 @@ class Service:
         """The product, and whether a version was made (see :meth:`Catalog.publish`)."""
         spec, version, created = await self.catalog.publish(name, sent, authorize)
         if created:
+            self._announce(name)
             self._spawn(self.pool.prewarm(spec, version))
             log.info("published %s@%s", name, version)
         return self.catalog.product_json(name, version), created
 
     async def unpublish(self, name: str) -> None:
         await self.catalog.unpublish(name)
+        self._announce(name)
+
+    def _announce(self, name: str) -> None:
+        if self.changes is not None:
+            self.changes.announce(name)
 
     def products(self, visible: Callable[[str], bool] | None = None) -> list[Product]:
         return self.catalog.products(visible)
