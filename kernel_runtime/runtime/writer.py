@@ -1,9 +1,11 @@
 """The write-behind writer: finished runs reach the store after their caller has the answer.
 
 A finished run is kept in memory (:class:`Unsaved`) from the moment it is
-recorded until the store has it, so reads never miss it. One task builds each
-run's executed notebook (off the event loop) and writes the record; while the
-store is down it waits and retries (with backoff, ``settings.store.write_retry``), so no finished
+recorded until the store has it, so reads never miss it. One task takes every
+run recorded so far and, in one hop to a thread, builds each one's executed
+notebook and writes its record (a thread hop per run, twice, was a measured
+share of the runtime's CPU: docs/performance.md); while the store is down it
+waits and retries (with backoff, ``settings.store.write_retry``), so no finished
 run is dropped.
 """
 
@@ -79,25 +81,44 @@ class Writer:
 
     async def _write_forever(self) -> None:
         while True:
-            write = await self._writes.get()
-            run = write.run
+            batch = [await self._writes.get()]
+            while not self._writes.empty():
+                batch.append(self._writes.get_nowait())
             try:
-                # Building the notebook copies and parameterizes it: keep that off the event loop.
-                notebook = await asyncio.to_thread(write.build_notebook) if write.build_notebook else None
-                self.unsaved[run.run_id] = Unsaved(run, notebook)
-                await self._save_through_outage(run, notebook, write.indexed)
-                self.unsaved.pop(run.run_id, None)
-            except Exception:  # the one writer must outlive any one record: log it in full, go on
-                log.exception("could not save run %s; it stays readable from memory", run.run_id)
+                await self._save_through_outage(batch)
+            except Exception:  # the one writer must outlive any one batch: log it in full, go on
+                log.exception("could not save runs %s; they stay readable from memory", ", ".join(w.run.run_id for w in batch))
             finally:
-                self._writes.task_done()
+                for _ in batch:
+                    self._writes.task_done()
 
-    async def _save_through_outage(self, run: Run, notebook: dict[str, Any] | None, indexed: bool) -> None:
-        """While the store is down a finished run waits in memory and is retried, not dropped."""
+    def _write_batch(self, writes: list[_Write], saved: list[bool]) -> None:
+        """In a thread: build and save each run in turn; ``saved`` gets one entry per run dealt with.
+
+        A run that cannot be written for any other reason than a store outage is logged and left
+        in memory; an outage stops the batch, to be retried from the run it stopped at.
+        """
+        for write in writes:
+            unsaved = self.unsaved[write.run.run_id]
+            try:
+                if write.build_notebook is not None and unsaved.notebook is None:
+                    unsaved.notebook = write.build_notebook()
+                self.repo.save_run(write.run, unsaved.notebook, indexed=write.indexed)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                log.exception("could not save run %s; it stays readable from memory", write.run.run_id)
+                saved.append(False)
+            else:
+                saved.append(True)
+
+    async def _save_through_outage(self, batch: list[_Write]) -> None:
+        """While the store is down finished runs wait in memory and are retried, not dropped."""
+        pending = list(batch)
 
         def waiting(state: RetryCallState) -> None:
             assert state.outcome is not None
-            log.warning("run %s waits for the store: %s", run.run_id, state.outcome.exception())
+            log.warning("run %s waits for the store: %s", pending[0].run.run_id, state.outcome.exception())
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
@@ -108,4 +129,12 @@ class Writer:
         )
         async for attempt in retrying:
             with attempt:
-                await asyncio.to_thread(self.repo.save_run, run, notebook, indexed=indexed)
+                saved: list[bool] = []
+                try:
+                    await asyncio.to_thread(self._write_batch, pending, saved)
+                finally:
+                    # Forgotten here, on the loop, where reads of `unsaved` iterate it.
+                    for write, ok in zip(pending, saved):
+                        if ok:
+                            self.unsaved.pop(write.run.run_id, None)
+                    pending = pending[len(saved):]
