@@ -208,7 +208,7 @@ def serve_bare(port: int) -> None:
 
     app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
     # Same uvicorn settings as `nbmesh serve`, so the two servers differ only in the work behind them.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http="httptools", loop="asyncio")
 
 
 def start_bare(stack: contextlib.ExitStack) -> str:

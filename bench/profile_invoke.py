@@ -396,8 +396,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="calls per mode (default 200)")
     parser.add_argument("--py-spy", type=int, default=0, metavar="SECONDS", help="also sample the runtime with py-spy this long")
-    parser.add_argument("--http", default="auto", help="uvicorn's HTTP parser: auto, h11 or httptools (default auto, as nbmesh serve)")
-    parser.add_argument("--loop", default="auto", help="uvicorn's event loop: auto, asyncio or uvloop (default auto, as nbmesh serve)")
+    parser.add_argument("--http", default="httptools", help="uvicorn's HTTP parser: h11 or httptools (default httptools, as nbmesh serve)")
+    parser.add_argument("--loop", default="asyncio", help="uvicorn's event loop: asyncio or uvloop (default asyncio, as nbmesh serve)")
     parser.add_argument("--serve", nargs=2, metavar=("STORE", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
