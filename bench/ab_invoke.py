@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -33,28 +31,6 @@ import invoke_latency as il  # noqa: E402
 from profile_invoke import cpu_seconds  # noqa: E402
 
 
-def unpack(rev: str, into: Path) -> None:
-    archive = subprocess.run(["git", "archive", rev, "kernel_runtime"], cwd=il.ROOT, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-
-
-def start(stack: contextlib.ExitStack, tree: Path, store: Path) -> tuple[subprocess.Popen, str]:
-    port = il.free_port()
-    # cwd first on sys.path: that tree's kernel_runtime is the one imported, also by its kernels.
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, "-m", "kernel_runtime", "serve", "--store", str(store), "--port", str(port),
-           "--pool-size", "1", "--max-concurrency", "1", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    stack.callback(il.stop_process_tree, proc)
-    url = f"http://127.0.0.1:{port}"
-    il.wait_http(url + "/healthz", proc, 90, f"nbmesh from {tree}")
-    with httpx.Client(base_url=url, timeout=60) as c:
-        il.publish(c)
-        il.settle(c)
-    return proc, url
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="HEAD~1", help="the git revision to compare against (default HEAD~1)")
@@ -64,8 +40,12 @@ def main() -> int:
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nbmesh-ab-")))
-        unpack(args.before, work / "before")
-        sides = {"before": start(stack, work / "before", work / "store-before"), "after": start(stack, il.ROOT, work / "store-after")}
+        il.unpack(args.before, work / "before")
+        sides = {name: il.start_tree(stack, tree, work / f"store-{name}", pool_size=1) for name, tree in (("before", work / "before"), ("after", il.ROOT))}
+        for _, url in sides.values():
+            with httpx.Client(base_url=url, timeout=60) as c:
+                il.publish(c)
+                il.settle(c)
         clients = {name: stack.enter_context(httpx.Client(base_url=url, timeout=60)) for name, (_, url) in sides.items()}
         samples: dict[str, list[float]] = {name: [] for name in sides}
         cpu = {name: [0.0, 0.0] for name in sides}
