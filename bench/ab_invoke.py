@@ -7,7 +7,7 @@ alike. For each it reports the client's p50/p95 and the CPU time per call of the
 and of its kernels (psutil, measured over whole blocks, after the block's records are written).
 This is how the figures in the commit messages of docs/performance.md's changes were taken.
 
-    .venv/bin/python bench/ab_invoke.py [--before HEAD~1] [--calls 600] [--rounds 6]
+    .venv/bin/python bench/ab_invoke.py [--before HEAD~1] [--calls 600] [--rounds 6] [--hide httptools,uvloop]
 
 Figures are reported, never asserted.
 """
@@ -36,12 +36,18 @@ def main() -> int:
     parser.add_argument("--before", default="HEAD~1", help="the git revision to compare against (default HEAD~1)")
     parser.add_argument("--calls", type=int, default=600, help="calls per side (default 600)")
     parser.add_argument("--rounds", type=int, default=6, help="alternating blocks per side (default 6)")
+    parser.add_argument("--hide", default="", metavar="MODULES",
+                        help="comma-separated modules the before side cannot import, e.g. httptools,uvloop: uvicorn then picks h11 and asyncio, as before they were installed")
     args = parser.parse_args()
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nbmesh-ab-")))
         il.unpack(args.before, work / "before")
-        sides = {name: il.start_tree(stack, tree, work / f"store-{name}", pool_size=1) for name, tree in (("before", work / "before"), ("after", il.ROOT))}
+        hide = tuple(m for m in args.hide.split(",") if m)
+        sides = {
+            "before": il.start_tree(stack, work / "before", work / "store-before", pool_size=1, hide=hide),
+            "after": il.start_tree(stack, il.ROOT, work / "store-after", pool_size=1),
+        }
         for _, url in sides.values():
             with httpx.Client(base_url=url, timeout=60) as c:
                 il.publish(c)
@@ -66,7 +72,7 @@ def main() -> int:
                 cpu[name][0] += c1[0] - c0[0]
                 cpu[name][1] += c1[1] - c0[1]
     load_after = os.getloadavg()
-    print(f"before = {args.before} ({subprocess.run(['git', 'rev-parse', '--short', args.before], cwd=il.ROOT, capture_output=True, text=True).stdout.strip()}), after = this working tree")
+    print(f"before = {args.before}{f' without {args.hide}' if args.hide else ''} ({subprocess.run(['git', 'rev-parse', '--short', args.before], cwd=il.ROOT, capture_output=True, text=True).stdout.strip()}), after = this working tree")
     print(f"{'':8} {'p50 ms':>8} {'p95 ms':>8} {'runtime CPU ms/call':>20} {'kernel CPU ms/call':>19} {'n':>5}")
     for name in sides:
         s = il.summary(samples[name])

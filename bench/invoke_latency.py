@@ -61,6 +61,7 @@ from tests.conftest import Runtime, free_port, make_notebook  # noqa: E402
 PRODUCT = "bench-trivial"
 # The last commit before issue 13's changes to the hot path: its runtime CPU per request is the "before".
 BASELINE = "a0d8b4b"
+BASELINE_HIDE = ("httptools", "uvloop")
 PARAMS_CELL = "x: int = 3"
 BODY_CELL = "y = x * 2 + 1\nlabel = f'x={x}'"
 OUTPUT_CELL = "{'x': x, 'y': y, 'label': label}"
@@ -177,10 +178,23 @@ def unpack(rev: str, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def start_tree(stack: contextlib.ExitStack, tree: Path, store: Path, pool_size: int) -> tuple[subprocess.Popen, str]:
-    """``nbmesh serve`` from the checkout at ``tree`` (its cwd comes first on sys.path, also for its kernels)."""
+def start_tree(
+    stack: contextlib.ExitStack, tree: Path, store: Path, pool_size: int, hide: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
+    """``nbmesh serve`` from the checkout at ``tree`` (its cwd comes first on sys.path, also for its kernels).
+
+    ``hide``: modules that fail to import in that runtime (not its kernels), e.g. ``uvloop`` and
+    ``httptools``, so an old revision runs with what uvicorn picked before they were installed.
+    """
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    paths = [str(tree)]
+    if hide:
+        stubs = store.parent / f"hidden-{store.name}"
+        stubs.mkdir(parents=True, exist_ok=True)
+        for module in hide:
+            (stubs / f"{module}.py").write_text(f"raise ImportError('{module} is hidden by the bench')\n")
+        paths.insert(0, str(stubs))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     cmd = [sys.executable, "-m", "kernel_runtime", "serve", "--store", str(store), "--port", str(port),
            "--pool-size", str(pool_size), "--max-concurrency", str(pool_size), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -701,7 +715,8 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Callable[[st
         except subprocess.CalledProcessError as exc:
             skipped["baseline"] = f"git archive {args.baseline} failed: {exc.stderr.decode(errors='replace').strip()}"
         else:
-            proc, url = start_tree(stack, workdir / "baseline", workdir / "store-baseline", pool_size=2)
+            # As it ran then: httptools and uvloop were not installed, so uvicorn picked h11 and asyncio.
+            proc, url = start_tree(stack, workdir / "baseline", workdir / "store-baseline", pool_size=2, hide=BASELINE_HIDE)
             with httpx.Client(base_url=url, timeout=60) as c:
                 publish(c)
             results["throughput_baseline"] = loop.run_until_complete(throughput(url, total, 8, proc.pid))
