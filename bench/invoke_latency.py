@@ -5,22 +5,28 @@ the machine is shared and noisy):
 
 1. nbmesh: a trivial 3-cell product invoked sequentially over HTTP (kept-alive httpx.Client)
    on a warm pool; p50/p95, plus the server's own ``duration_ms`` to split HTTP from kernel time.
-2. The floor: a bare Starlette+uvicorn JSON POST round trip (a server this script starts) plus one
-   ``execute_request`` of the same code on a warm ipykernel (silent, no history, value in
-   ``user_expressions``, shell reply only), over IPC (as nbmesh) and over TCP.
+   Beside it, when the runtime has a result cache, a product with ``cache_ttl`` answered from it.
+2. The floor: a bare Starlette+uvicorn JSON POST round trip (a server this script starts, with
+   the uvicorn settings of ``nbmesh serve``) plus one ``execute_request`` of the same code on a
+   warm ipykernel (silent, no history, value in ``user_expressions``, shell reply only), over IPC
+   (as nbmesh) and over TCP.
 3. ``papermill`` CLI on the same notebook, whole process.
 4. Jupyter Kernel Gateway's notebook-http mode on an equivalent notebook, installed into its own
    venv under bench/.venvs/ (skipped with a reason when that fails).
-5. Ratios against the issue's targets (nbmesh ≤ 1.5 × floor, papermill ≥ 100 × nbmesh).
-6. Throughput with 8 concurrent clients against runtimes with 1 and with 2 kernels.
-7. The first invoke of a product whose kernel is not warm (pool size 1, two products taking turns,
+5. Throughput with 8 concurrent clients against runtimes with 1 and with 2 kernels, and the
+   runtime process's CPU time per request (psutil), the cost that bounds throughput.
+6. The first invoke of a product whose kernel is not warm (pool size 1, two products taking turns,
    so each invoke claims the spare kernel), minus its setup cells' own time, against a kernel start
-   measured here the way the runtime starts one (in its sandbox). Target: < 0.5 × a kernel start.
+   measured here the way the runtime starts one (in its sandbox).
+7. A soak: ``--soak`` sequential invokes (10,000 by default) on a fresh runtime: RSS of the
+   runtime plus its kernels after the first 500 and at the end, the runtime's open file
+   descriptors and threads, and the kernel processes, at both points.
+8. Every target of issue 13 with its measured ratio, in one table at the end.
 
 Timings are reported, never asserted. Every process started here is stopped on the way out,
 also on error, Ctrl-C or the time budget running out. Run it with the project's venv:
 
-    .venv/bin/python bench/invoke_latency.py [--quick] [--skip-kg]
+    .venv/bin/python bench/invoke_latency.py [--quick] [--skip-kg] [--soak 10000]
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import Runtime, free_port, make_notebook  # noqa: E402
 
 PRODUCT = "bench-trivial"
+# The last commit before issue 13's changes to the hot path: its runtime CPU per request is the "before".
+BASELINE = "a0d8b4b"
+BASELINE_HIDE = ("httptools", "uvloop")
 PARAMS_CELL = "x: int = 3"
 BODY_CELL = "y = x * 2 + 1\nlabel = f'x={x}'"
 OUTPUT_CELL = "{'x': x, 'y': y, 'label': label}"
@@ -159,6 +168,42 @@ def start_runtime(stack: contextlib.ExitStack, store: Path, pool_size: int) -> R
     return rt
 
 
+def unpack(rev: str, into: Path) -> None:
+    """The runtime's package as of git revision ``rev``, under ``into``."""
+    import io
+    import tarfile
+
+    archive = subprocess.run(["git", "archive", rev, "kernel_runtime"], cwd=ROOT, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def start_tree(
+    stack: contextlib.ExitStack, tree: Path, store: Path, pool_size: int, hide: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str]:
+    """``nbmesh serve`` from the checkout at ``tree`` (its cwd comes first on sys.path, also for its kernels).
+
+    ``hide``: modules that fail to import in that runtime (not its kernels), e.g. ``uvloop`` and
+    ``httptools``, so an old revision runs with what uvicorn picked before they were installed.
+    """
+    port = free_port()
+    paths = [str(tree)]
+    if hide:
+        stubs = store.parent / f"hidden-{store.name}"
+        stubs.mkdir(parents=True, exist_ok=True)
+        for module in hide:
+            (stubs / f"{module}.py").write_text(f"raise ImportError('{module} is hidden by the bench')\n")
+        paths.insert(0, str(stubs))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    cmd = [sys.executable, "-m", "kernel_runtime", "serve", "--store", str(store), "--port", str(port),
+           "--pool-size", str(pool_size), "--max-concurrency", str(pool_size), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    stack.callback(stop_process_tree, proc)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", proc, 90, f"nbmesh from {tree}")
+    return proc, url
+
+
 def wait_http(url: str, proc: subprocess.Popen, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -194,6 +239,35 @@ def nbmesh_call(client: httpx.Client, server_ms: list[float]) -> Callable[[], No
     return call
 
 
+CACHED = "bench-cached"
+
+
+def publish_cached(client: httpx.Client) -> bool:
+    """The bench product with a result cache; False when this runtime has no cache (it answers every call from a kernel)."""
+    nb = make_notebook([("parameters", PARAMS_CELL), ("", BODY_CELL), ("output", OUTPUT_CELL)], name=CACHED, cache_ttl=3600)
+    if client.put(f"/api/products/{CACHED}", json=nb).status_code != 201:
+        return False
+    client.post(f"/api/products/{CACHED}/invoke", json={"x": X}).raise_for_status()
+    return client.post(f"/api/products/{CACHED}/invoke", json={"x": X}).json().get("cached") is True
+
+
+def cached_call(client: httpx.Client) -> Callable[[], None]:
+    def call() -> None:
+        r = client.post(f"/api/products/{CACHED}/invoke", json={"x": X})
+        if r.status_code != 200 or r.json().get("cached") is not True:
+            raise RuntimeError(f"a cached answer was expected: {r.status_code} {r.text[:300]}")
+
+    return call
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of one process (psutil counts in 10 ms ticks: measure many calls)."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
 # 2. the floor ---------------------------------------------------------------------------
 def serve_bare(port: int) -> None:
     """The floor's HTTP half: what Starlette+uvicorn cost with no work behind them."""
@@ -208,7 +282,7 @@ def serve_bare(port: int) -> None:
 
     app = Starlette(routes=[Route("/echo", echo, methods=["POST"])])
     # Same uvicorn settings as `nbmesh serve`, so the two servers differ only in the work behind them.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http="httptools", loop="asyncio")
 
 
 def start_bare(stack: contextlib.ExitStack) -> str:
@@ -447,7 +521,7 @@ def kg_call(client: httpx.Client) -> Callable[[], None]:
 
 
 # 6. throughput --------------------------------------------------------------------------
-async def throughput(url: str, total: int, concurrency: int) -> dict[str, Any]:
+async def throughput(url: str, total: int, concurrency: int, pid: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
@@ -468,10 +542,66 @@ async def throughput(url: str, total: int, concurrency: int) -> dict[str, Any]:
                 remaining[0] -= 1
                 samples.append(await one())
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_of(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    return {**summary(samples), "concurrency": concurrency, "wall_s": wall, "req_per_s": len(samples) / wall}
+        await asyncio.sleep(0.5)  # the records of the last calls are written, and counted with them
+        cpu = cpu_of(pid) - cpu0
+    return {
+        **summary(samples),
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "req_per_s": len(samples) / wall,
+        "runtime_cpu_ms_per_request": 1000 * cpu / len(samples),
+    }
+
+
+# 7. soak --------------------------------------------------------------------------------
+def footprint(rt: Runtime) -> dict[str, Any]:
+    """RSS of the runtime and its kernels, the runtime's open fds and threads, its kernel processes."""
+    import psutil
+
+    runtime = psutil.Process(rt.proc.pid)
+    # The kernels themselves (kernel_runtime.kernels.launcher, which becomes the ipykernel), not the
+    # bwrap processes around them in the sandbox.
+    kernels = [psutil.Process(p) for p in descendants(rt.proc.pid) if _alive(p)]
+    kernels = [k for k in kernels if k.name() != "bwrap"]
+    return {
+        "rss_mib": (runtime.memory_info().rss + sum(k.memory_info().rss for k in kernels)) / 2**20,
+        "runtime_rss_mib": runtime.memory_info().rss / 2**20,
+        "fds": runtime.num_fds(),
+        "threads": runtime.num_threads(),
+        "kernels": len(kernels),
+    }
+
+
+def bench_soak(stack: contextlib.ExitStack, workdir: Path, count: int, log: Callable[[str], None]) -> dict[str, Any]:
+    rt = start_runtime(stack, workdir / "store-soak", pool_size=2)
+    first = min(500, count // 2)  # the issue's "after the first 500"; shorter soaks take half
+    with httpx.Client(base_url=rt.url, timeout=60) as client:
+        publish(client)
+        call = nbmesh_call(client, [])
+        for _ in range(first):
+            call()
+        settle(client)
+        after_first = footprint(rt)
+        t0 = time.perf_counter()
+        for i in range(count - first):
+            call()
+            if (i + 1) % 2000 == 0:
+                log(f"soak: {first + i + 1} of {count} invokes")
+        wall = time.perf_counter() - t0
+        settle(client)
+        end = footprint(rt)
+    stop_process_tree(rt.proc)
+    return {
+        "invokes": count,
+        "after_first": first,
+        "at_first": after_first,
+        "at_end": end,
+        "rss_growth": end["rss_mib"] / after_first["rss_mib"] - 1,
+        "wall_s": wall,
+    }
 
 
 # driver ---------------------------------------------------------------------------------
@@ -537,6 +667,10 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Callable[[st
         "floor_kernel_ipc": sync_of(loop, floor_kernels["ipc"].execute),
         "floor_kernel_tcp": sync_of(loop, floor_kernels["tcp"].execute),
     }
+    if publish_cached(nb_client):
+        subjects["nbmesh_cached"] = cached_call(nb_client)
+    else:
+        skipped["nbmesh_cached"] = "this runtime has no result cache (cache_ttl): the answer was not cached"
     if kg_url:
         kg_client = stack.enter_context(httpx.Client(base_url=kg_url, timeout=60))
         subjects["kernel_gateway"] = kg_call(kg_client)
@@ -571,22 +705,50 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack, log: Callable[[st
         rt_t = start_runtime(stack, workdir / f"store-pool{pool}", pool_size=pool)
         with httpx.Client(base_url=rt_t.url, timeout=60) as c:
             publish(c)
-        results[f"throughput_pool{pool}"] = loop.run_until_complete(throughput(rt_t.url, total, 8))
+        results[f"throughput_pool{pool}"] = loop.run_until_complete(throughput(rt_t.url, total, 8, rt_t.proc.pid))
         stop_process_tree(rt_t.proc)
+
+    if args.baseline:
+        log(f"throughput: {total} calls, 8 concurrent clients, pool size 2, the runtime as of {args.baseline}…")
+        try:
+            unpack(args.baseline, workdir / "baseline")
+        except subprocess.CalledProcessError as exc:
+            skipped["baseline"] = f"git archive {args.baseline} failed: {exc.stderr.decode(errors='replace').strip()}"
+        else:
+            # As it ran then: httptools and uvloop were not installed, so uvicorn picked h11 and asyncio.
+            proc, url = start_tree(stack, workdir / "baseline", workdir / "store-baseline", pool_size=2, hide=BASELINE_HIDE)
+            with httpx.Client(base_url=url, timeout=60) as c:
+                publish(c)
+            results["throughput_baseline"] = loop.run_until_complete(throughput(url, total, 8, proc.pid))
+            results["baseline"] = args.baseline
+            stop_process_tree(proc)
+    else:
+        skipped["baseline"] = "--baseline ''"
 
     cold_rounds = 6 if args.quick else 20
     log(f"cold products: {cold_rounds} first invokes on a spare kernel, and kernel starts…")
     results["cold_product"] = bench_cold(stack, workdir, cold_rounds)
     results["kernel_start"] = loop.run_until_complete(kernel_starts(3 if args.quick else 6))
 
+    soak = args.soak if args.soak is not None else (1000 if args.quick else 10_000)
+    if soak:
+        log(f"soak: {soak} sequential invokes on a fresh runtime (pool size 2)…")
+        results["soak"] = bench_soak(stack, workdir, soak, log)
+    else:
+        skipped["soak"] = "--soak 0"
+
     nb50 = results["nbmesh"]["p50_ms"]
     results["ratios"] = {
         "nbmesh_over_floor_ipc": nb50 / results["floor_ipc"]["p50_ms"],
+        "nbmesh_p95_over_p50": results["nbmesh"]["p95_ms"] / nb50,
         "nbmesh_over_floor_tcp": nb50 / results["floor_tcp"]["p50_ms"],
+        "cached_over_bare_http": results["nbmesh_cached"]["p50_ms"] / results["floor_http"]["p50_ms"]
+        if "nbmesh_cached" in results else None,
         "papermill_over_nbmesh": results["papermill"]["p50_ms"] / nb50,
         "kernel_gateway_over_nbmesh": results["kernel_gateway"]["p50_ms"] / nb50 if "kernel_gateway" in results else None,
         "cold_minus_setup_over_kernel_start": results["cold_product"]["first_invoke_minus_setup"]["p50_ms"]
         / results["kernel_start"]["p50_ms"],
+        "throughput_pool2_over_pool1": results["throughput_pool2"]["req_per_s"] / results["throughput_pool1"]["req_per_s"],
     }
     results["skipped"] = skipped
     return results
@@ -601,6 +763,7 @@ def table(r: dict[str, Any]) -> str:
 
     add("nbmesh invoke over HTTP (client)", "nbmesh")
     add("  of which service duration_ms", "nbmesh_server_duration")
+    add("nbmesh invoke, cached answer", "nbmesh_cached")
     add("floor: bare Starlette JSON POST", "floor_http")
     add("floor: execute_request, ipc", "floor_kernel_ipc")
     add("floor: execute_request, tcp", "floor_kernel_tcp")
@@ -617,23 +780,58 @@ def table(r: dict[str, Any]) -> str:
     width = max(len(row[0]) for row in rows)
     lines = [f"{a:<{width}}  {b:>9}  {c:>9}  {d:>4}" for a, b, c, d in rows]
     lines.insert(1, "-" * len(lines[0]))
-    ratios = r["ratios"]
-    lines += [
-        "",
-        f"nbmesh p50 / floor p50 (ipc)     {ratios['nbmesh_over_floor_ipc']:8.2f}   target <= 1.5",
-        f"nbmesh p50 / floor p50 (tcp)     {ratios['nbmesh_over_floor_tcp']:8.2f}",
-        f"papermill p50 / nbmesh p50       {ratios['papermill_over_nbmesh']:8.1f}   target >= 100",
-        f"cold invoke - setup / kernel start {ratios['cold_minus_setup_over_kernel_start']:6.2f}   target < 0.5",
-    ]
-    kg = ratios["kernel_gateway_over_nbmesh"]
-    lines.append(
-        f"Kernel Gateway p50 / nbmesh p50  {kg:8.2f}" if kg is not None
-        else f"Kernel Gateway: skipped ({r['skipped'].get('kernel_gateway')})"
-    )
-    lines += ["", f"{'throughput, 8 concurrent clients':<34}  {'req/s':>7}  {'p50 ms':>8}  {'p95 ms':>8}  {'n':>4}"]
+
+    lines += ["", f"{'throughput, 8 concurrent clients':<34}  {'req/s':>7}  {'p50 ms':>8}  {'p95 ms':>8}  {'n':>4}  {'runtime CPU ms/request':>22}"]
     for pool in (1, 2):
         t = r[f"throughput_pool{pool}"]
-        lines.append(f"{f'pool size {pool}':<34}  {t['req_per_s']:7.1f}  {t['p50_ms']:8.2f}  {t['p95_ms']:8.2f}  {t['n']:>4}")
+        lines.append(f"{f'pool size {pool}':<34}  {t['req_per_s']:7.1f}  {t['p50_ms']:8.2f}  {t['p95_ms']:8.2f}  {t['n']:>4}  {t['runtime_cpu_ms_per_request']:22.3f}")
+    if "soak" in r:
+        s, a, e = r["soak"], r["soak"]["at_first"], r["soak"]["at_end"]
+        lines += ["", f"soak, {s['invokes']} sequential invokes ({s['wall_s']:.0f} s)   after {s['after_first']}   at the end"]
+        for label, key, fmt in (("RSS runtime + kernels, MiB", "rss_mib", ".1f"), ("  of which the runtime, MiB", "runtime_rss_mib", ".1f"),
+                                ("runtime open fds", "fds", "d"), ("runtime threads", "threads", "d"), ("kernel processes", "kernels", "d")):
+            lines.append(f"{label:<42} {a[key]:>10{fmt}} {e[key]:>12{fmt}}")
+
+    ratios, skipped = r["ratios"], r["skipped"]
+
+    def target(label: str, value: float | None, goal: str, ok: bool | None, why_missing: str = "") -> str:
+        if value is None:
+            return f"{label:<52} {'—':>8}   {goal:<10} skipped: {why_missing}"
+        verdict = "" if ok is None else "met" if ok else "NOT met"
+        return f"{label:<52} {value:8.2f}   {goal:<10} {verdict}"
+
+    cpu2 = r["throughput_pool2"]["runtime_cpu_ms_per_request"]
+    cpu1 = r["throughput_pool1"]["runtime_cpu_ms_per_request"]
+    lines += ["", "issue 13's targets (ratios measured in this run; timings are reported, never asserted)"]
+    lines.append(target("warm invoke p50 / floor p50 (ipc)", ratios["nbmesh_over_floor_ipc"], "<= 1.2", ratios["nbmesh_over_floor_ipc"] <= 1.2))
+    lines.append(target("warm invoke p95 / its p50", ratios["nbmesh_p95_over_p50"], "<= 1.5", ratios["nbmesh_p95_over_p50"] <= 1.5))
+    cached = ratios["cached_over_bare_http"]
+    lines.append(target("cached answer p50 / bare HTTP p50", cached, "<= 1.5", cached is not None and cached <= 1.5,
+                        skipped.get("nbmesh_cached", "")))
+    cold = ratios["cold_minus_setup_over_kernel_start"]
+    lines.append(target("cold product: first invoke - setup / kernel start", cold, "< 0.5", cold < 0.5))
+    if "soak" in r:
+        soak = r["soak"]
+        growth = 100 * soak["rss_growth"]
+        lines.append(target(f"soak: RSS growth after the first {soak['after_first']}, %", growth, "< 5", growth < 5))
+        flat = all(soak["at_end"][k] == soak["at_first"][k] for k in ("fds", "threads", "kernels"))
+        lines.append(f"{'soak: fds, threads, kernel processes flat':<52} {'yes' if flat else 'no':>8}   {'flat':<10} {'met' if flat else 'NOT met'}")
+    else:
+        lines.append(target("soak", None, "", None, skipped.get("soak", "")))
+    lines.append(target("throughput pool 2 / pool 1 (no target on 2 cores)", ratios["throughput_pool2_over_pool1"], "report", None))
+    base = r.get("throughput_baseline")
+    lines.append(target("runtime CPU ms/request, pool 2, this tree", cpu2, "report", None))
+    lines.append(target("runtime CPU ms/request, pool 1, this tree", cpu1, "report", None))
+    if base is not None:
+        lines.append(target(f"runtime CPU ms/request, pool 2, {r['baseline']}", base["runtime_cpu_ms_per_request"], "report", None))
+        share = cpu2 / base["runtime_cpu_ms_per_request"]
+        lines.append(target(f"  this tree / {r['baseline']}", share, "<= 0.5", share <= 0.5))
+    else:
+        lines.append(target("runtime CPU per request, this tree / baseline", None, "<= 0.5", None, skipped.get("baseline", "")))
+    lines.append(target("papermill CLI p50 / nbmesh p50", ratios["papermill_over_nbmesh"], ">= 300", ratios["papermill_over_nbmesh"] >= 300))
+    kg = ratios["kernel_gateway_over_nbmesh"]
+    lines.append(target("Kernel Gateway p50 / nbmesh p50", kg, ">= 2", kg is not None and kg >= 2, skipped.get("kernel_gateway", "")))
+    lines.append(target("nbmesh p50 / floor p50 (tcp), for reference", ratios["nbmesh_over_floor_tcp"], "report", None))
     before, after = r["load_average_before"], r["load_average_after"]
     lines += ["", f"1-min load average around the sequential phase: {before[0]:.2f} → {after[0]:.2f} on {os.cpu_count()} CPUs"]
     return "\n".join(lines)
@@ -643,7 +841,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations: a smoke run in well under a minute")
     parser.add_argument("--skip-kg", action="store_true", help="leave out Kernel Gateway (and its venv install)")
-    parser.add_argument("--budget", type=int, default=600, help="stop everything after this many seconds (default 600)")
+    parser.add_argument("--budget", type=int, default=900, help="stop everything after this many seconds (default 900)")
+    parser.add_argument("--baseline", default=BASELINE, metavar="REV",
+                        help=f"git revision whose runtime CPU per request is measured beside this tree's (default {BASELINE}, before issue 13; '' leaves it out)")
+    parser.add_argument("--soak", type=int, default=None, metavar="N",
+                        help="sequential invokes of the soak (default 10000, 1000 with --quick; 0 leaves it out)")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:

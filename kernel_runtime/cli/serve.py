@@ -120,6 +120,9 @@ def serve(
     config = uvicorn.Config(
         application, host=host, port=settings.http.port, log_level="warning", lifespan="on",
         timeout_graceful_shutdown=settings.runs.grace,
+        # httptools: ~0.1 ms less CPU per request than h11 (docs/performance.md); the loop is named so
+        # that uvloop, when some other package installs it, does not replace asyncio unmeasured.
+        http="httptools", loop="asyncio",
     )
     server = Server(config, service, on_started)
     server.run(sockets=[sock])

@@ -1,18 +1,26 @@
 """The executed notebook of a run: the record kept beside the run, built after the answer.
 
 It is shaped like papermill's output (an ``injected-parameters`` cell and
-``metadata.papermill``), from the runner's per-cell reports.
+``metadata.papermill``), from the runner's per-cell reports. The notebook before any run fills it
+is built once per loaded product version (papermill's ``parameterize_notebook`` validates the cell
+it injects against the notebook schema, ~0.1 ms); a run copies it and writes its parameters into
+the injected cell with papermill's Python translator (without its ``black`` pass: where black is
+not installed each attempt to import it costs ~0.2 ms, and the record is not code to read).
+docs/performance.md has the figures.
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 from datetime import datetime, timezone
 from typing import Any
 
 import nbformat
 import papermill
 from papermill.parameterize import parameterize_notebook
+from papermill.translators import PythonTranslator
+from papermill.utils import find_first_tagged_cell_index
 
 from ..model.product import ProductSpec
 from .protocol import Report
@@ -20,6 +28,43 @@ from .protocol import Report
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+class _Template:
+    """A product version's executed notebook before a run: cells pending, the injected cell empty."""
+
+    def __init__(self, spec: ProductSpec) -> None:
+        nb = copy.deepcopy(spec.notebook)
+        nb.metadata.setdefault("papermill", {})
+        for cell in nb.cells:
+            cell.metadata.setdefault("tags", [])
+            cell.metadata["papermill"] = {"status": "pending", "start_time": None, "end_time": None, "duration": None, "exception": None}
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
+        cells = list(nb.cells)
+        self.notebook = parameterize_notebook(nb, {}, kernel_name=spec.kernel_name, language="python")
+        at = {id(cell): i for i, cell in enumerate(self.notebook.cells)}
+        # Where each cell of the product's notebook is now (None: an old injected cell it replaced).
+        self.position = [at.get(id(cell)) for cell in cells]
+        self.injected = find_first_tagged_cell_index(self.notebook, "injected-parameters")
+
+
+_templates: dict[int, _Template] = {}
+
+
+def _template(spec: ProductSpec) -> _Template:
+    """Built on a loaded version's first run, forgotten with the version (specs are not hashable)."""
+    template = _templates.get(id(spec))
+    if template is None:
+        template = _templates[id(spec)] = _Template(spec)
+        weakref.finalize(spec, _templates.pop, id(spec), None)
+    return template
+
+
+def injected_source(params: dict[str, Any]) -> str:
+    """The injected cell's text: papermill's Python translation of ``params``."""
+    return super(PythonTranslator, PythonTranslator).codify(params, "Parameters")
 
 
 def record_notebook(
@@ -30,19 +75,16 @@ def record_notebook(
     run: dict[str, Any],
 ) -> dict[str, Any]:
     """The executed notebook of a run, as papermill would have written it."""
-    nb = copy.deepcopy(spec.notebook)
-    nb.metadata.setdefault("papermill", {})
-    for cell in nb.cells:
-        cell.metadata.setdefault("tags", [])
-        cell.metadata["papermill"] = {"status": "pending", "start_time": None, "end_time": None, "duration": None, "exception": None}
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
+    template = _template(spec)
+    nb = copy.deepcopy(template.notebook)
     count = 0
     for rep in (setup, report):
         for rec in rep.cells if rep else []:
             count += 1
-            cell = nb.cells[rec["index"]]
+            at = template.position[rec["index"]]
+            if at is None:
+                continue
+            cell = nb.cells[at]
             cell.outputs = [nbformat.from_dict(o) for o in rec["outputs"]]
             cell.execution_count = count
             for out in cell.outputs:
@@ -56,7 +98,7 @@ def record_notebook(
                 duration=end - rec["start"],
                 exception=rec["status"] == "failed",
             )
-    nb = parameterize_notebook(nb, params, kernel_name=spec.kernel_name, language="python")
+    nb.cells[template.injected].source = injected_source(params)
     error = run.get("error")
     nb.metadata.papermill.update(
         input_path=f"{spec.name}@{run['version']}",

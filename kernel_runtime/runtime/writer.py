@@ -1,9 +1,11 @@
 """The write-behind writer: finished runs reach the store after their caller has the answer.
 
 A finished run is kept in memory (:class:`Unsaved`) from the moment it is
-recorded until the store has it, so reads never miss it. One task builds each
-run's executed notebook (off the event loop) and writes the record; while the
-store is down it waits and retries (with backoff, ``settings.store.write_retry``), so no finished
+recorded until the store has it, so reads never miss it. One task takes every
+run recorded so far and, in one hop to a thread, builds each one's executed
+notebook and writes its record (a thread hop per run, twice, was a measured
+share of the runtime's CPU: docs/performance.md); while the store is down it
+waits and retries (with backoff, ``settings.store.write_retry``), so no finished
 run is dropped.
 """
 
@@ -46,24 +48,24 @@ class Writer:
         self.repo = repo
         self.retry = retry
         self.unsaved: dict[str, Unsaved] = {}
+        self._waiting: dict[str, asyncio.Future[None]] = {}
         self._writes: asyncio.Queue[_Write] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._stopping = False
-        self._waiting: dict[str, asyncio.Future[None]] = {}
 
     def record(self, run: Run, build_notebook: NotebookBuilder | None, indexed: bool) -> None:
         """Keep the finished run readable now and write it (with its notebook, if any) in the background."""
         self.unsaved[run.run_id] = Unsaved(run)
         self._writes.put_nowait(_Write(run, build_notebook, indexed))
 
-    def runs_of(self, product: str) -> list[Run]:
-        """The unsaved runs of ``product``."""
-        return [unsaved.run for unsaved in self.unsaved.values() if unsaved.run.product == product]
-
     async def saved(self, run_id: str) -> None:
         """Wait until the store has the run recorded as ``run_id``; raises if it could not be written."""
         if run_id in self.unsaved:
             await asyncio.shield(self._waiting.setdefault(run_id, asyncio.get_running_loop().create_future()))
+
+    def runs_of(self, product: str) -> list[Run]:
+        """The unsaved runs of ``product``."""
+        return [unsaved.run for unsaved in self.unsaved.values() if unsaved.run.product == product]
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is written (or has failed to be)."""
@@ -85,27 +87,47 @@ class Writer:
 
     async def _write_forever(self) -> None:
         while True:
-            write = await self._writes.get()
-            run = write.run
+            batch = [await self._writes.get()]
+            while not self._writes.empty():
+                batch.append(self._writes.get_nowait())
             try:
-                # Building the notebook copies and parameterizes it: keep that off the event loop.
-                notebook = await asyncio.to_thread(write.build_notebook) if write.build_notebook else None
-                self.unsaved[run.run_id] = Unsaved(run, notebook)
-                await self._save_through_outage(run, notebook, write.indexed)
-                self.unsaved.pop(run.run_id, None)
-                _settle_waiter(self._waiting.pop(run.run_id, None), None)
-            except Exception as exc:  # the one writer must outlive any one record: log it in full, go on
-                log.exception("could not save run %s; it stays readable from memory", run.run_id)
-                _settle_waiter(self._waiting.pop(run.run_id, None), exc)
+                await self._save_through_outage(batch)
+            except Exception as exc:  # the one writer must outlive any one batch: log it in full, go on
+                log.exception("could not save runs %s; they stay readable from memory", ", ".join(w.run.run_id for w in batch))
+                for write in batch:
+                    _settle_waiter(self._waiting.pop(write.run.run_id, None), exc)
             finally:
-                self._writes.task_done()
+                for _ in batch:
+                    self._writes.task_done()
 
-    async def _save_through_outage(self, run: Run, notebook: dict[str, Any] | None, indexed: bool) -> None:
-        """While the store is down a finished run waits in memory and is retried, not dropped."""
+    def _write_batch(self, writes: list[_Write], saved: list[Exception | None]) -> None:
+        """In a thread: build and save each run in turn; ``saved`` gets one entry per run dealt with
+        (``None`` once written, else the error).
+
+        A run that cannot be written for any other reason than a store outage is logged and left
+        in memory; an outage stops the batch, to be retried from the run it stopped at.
+        """
+        for write in writes:
+            unsaved = self.unsaved[write.run.run_id]
+            try:
+                if write.build_notebook is not None and unsaved.notebook is None:
+                    unsaved.notebook = write.build_notebook()
+                self.repo.save_run(write.run, unsaved.notebook, indexed=write.indexed)
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                log.exception("could not save run %s; it stays readable from memory", write.run.run_id)
+                saved.append(exc)
+            else:
+                saved.append(None)
+
+    async def _save_through_outage(self, batch: list[_Write]) -> None:
+        """While the store is down finished runs wait in memory and are retried, not dropped."""
+        pending = list(batch)
 
         def waiting(state: RetryCallState) -> None:
             assert state.outcome is not None
-            log.warning("run %s waits for the store: %s", run.run_id, state.outcome.exception())
+            log.warning("run %s waits for the store: %s", pending[0].run.run_id, state.outcome.exception())
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
@@ -116,7 +138,16 @@ class Writer:
         )
         async for attempt in retrying:
             with attempt:
-                await asyncio.to_thread(self.repo.save_run, run, notebook, indexed=indexed)
+                saved: list[Exception | None] = []
+                try:
+                    await asyncio.to_thread(self._write_batch, pending, saved)
+                finally:
+                    # Forgotten here, on the loop, where reads of `unsaved` iterate it.
+                    for write, error in zip(pending, saved):
+                        if error is None:
+                            self.unsaved.pop(write.run.run_id, None)
+                        _settle_waiter(self._waiting.pop(write.run.run_id, None), error)
+                    pending = pending[len(saved):]
 
 
 def _settle_waiter(waiter: asyncio.Future[None] | None, exc: Exception | None) -> None:
