@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from ..errors import StoreUnavailable
+from ..errors import StoreError, StoreUnavailable
 from ..model.records import Run
 from ..settings import Backoff
 from ..store.repository import Repository
@@ -41,15 +41,33 @@ class _Write:
     indexed: bool  # the run's first write already indexed it under its product (a background run)
 
 
+class _Writes(asyncio.Queue):
+    """The writer's queue, counting the writes put in and done, so a caller can wait for the ones before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.put_in = 0
+        self.done = 0
+        self.progress = asyncio.Event()
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        self.put_in += 1
+
+    def task_done(self) -> None:
+        super().task_done()
+        self.done += 1
+        self.progress.set()
+
+
 class Writer:
     def __init__(self, repo: Repository, retry: Backoff) -> None:
         self.repo = repo
         self.retry = retry
         self.unsaved: dict[str, Unsaved] = {}
-        self._writes: asyncio.Queue[_Write] = asyncio.Queue()
+        self._writes = _Writes()
         self._task: asyncio.Task | None = None
         self._stopping = False
-        self._waiting: dict[str, asyncio.Future[None]] = {}
 
     def record(self, run: Run, build_notebook: NotebookBuilder | None, indexed: bool) -> None:
         """Keep the finished run readable now and write it (with its notebook, if any) in the background."""
@@ -61,9 +79,14 @@ class Writer:
         return [unsaved.run for unsaved in self.unsaved.values() if unsaved.run.product == product]
 
     async def saved(self, run_id: str) -> None:
-        """Wait until the store has the run recorded as ``run_id``; raises if it could not be written."""
+        """Wait until every write recorded so far is done (writes are done in order), and the store
+        has run ``run_id``; StoreError if its write failed (it stays readable from memory)."""
+        before = self._writes.put_in
+        while self._writes.done < before:
+            self._writes.progress.clear()
+            await self._writes.progress.wait()
         if run_id in self.unsaved:
-            await asyncio.shield(self._waiting.setdefault(run_id, asyncio.get_running_loop().create_future()))
+            raise StoreError(f"Run {run_id} could not be written to the store; it stays readable from memory.")
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is written (or has failed to be)."""
@@ -93,10 +116,8 @@ class Writer:
                 self.unsaved[run.run_id] = Unsaved(run, notebook)
                 await self._save_through_outage(run, notebook, write.indexed)
                 self.unsaved.pop(run.run_id, None)
-                _settle_waiter(self._waiting.pop(run.run_id, None), None)
-            except Exception as exc:  # the one writer must outlive any one record: log it in full, go on
+            except Exception:  # the one writer must outlive any one record: log it in full, go on
                 log.exception("could not save run %s; it stays readable from memory", run.run_id)
-                _settle_waiter(self._waiting.pop(run.run_id, None), exc)
             finally:
                 self._writes.task_done()
 
@@ -117,12 +138,3 @@ class Writer:
         async for attempt in retrying:
             with attempt:
                 await asyncio.to_thread(self.repo.save_run, run, notebook, indexed=indexed)
-
-
-def _settle_waiter(waiter: asyncio.Future[None] | None, exc: Exception | None) -> None:
-    if waiter is None or waiter.done():
-        return
-    if exc is None:
-        waiter.set_result(None)
-    else:
-        waiter.set_exception(exc)
