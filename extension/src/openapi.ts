@@ -244,11 +244,11 @@ export interface components {
              * @description The error's class in kernel_runtime.errors: a client maps it back to its exception.
              * @enum {string}
              */
-            type: "CorruptRecord" | "ExecutionTimeout" | "Forbidden" | "InternalError" | "InvalidConfig" | "InvalidNotebook" | "InvalidParameters" | "InvalidRequest" | "KernelDied" | "KernelError" | "KernelTampered" | "KernelUnavailable" | "MalformedJSON" | "MethodNotAllowed" | "NbmeshError" | "NotFound" | "PayloadTooLarge" | "QueueFull" | "StoreError" | "StoreUnavailable" | "UnacceptableJSON" | "Unauthorized" | "UnsupportedMediaType" | "VersionConflict";
+            type: "CorruptRecord" | "ExecutionTimeout" | "Forbidden" | "InternalError" | "InvalidConfig" | "InvalidNotebook" | "InvalidParameters" | "InvalidRequest" | "KernelDied" | "KernelError" | "KernelTampered" | "KernelUnavailable" | "MalformedJSON" | "MethodNotAllowed" | "NbmeshError" | "NotFound" | "PayloadTooLarge" | "QueueFull" | "QueueUnavailable" | "StoreError" | "StoreUnavailable" | "UnacceptableJSON" | "Unauthorized" | "UnsupportedMediaType" | "VersionConflict";
         };
         /** @description Why a run failed or timed out. */
         RunError: {
-            ename: string | "Timeout" | "KernelDied" | "KernelTampered" | "KernelError" | "KernelUnavailable" | "ContractViolation" | "OutputLimitExceeded" | "ResultNotSerializable" | "ChildProcessLeft" | "RuntimeStopped" | "InvalidParameters" | "QueueFull" | "NotFound" | "StoreError" | "StoreUnavailable" | "CorruptRecord" | "InternalError";
+            ename: string | "Timeout" | "KernelDied" | "KernelTampered" | "KernelError" | "KernelUnavailable" | "ContractViolation" | "OutputLimitExceeded" | "ResultNotSerializable" | "ChildProcessLeft" | "RuntimeStopped" | "InvalidParameters" | "QueueFull" | "NotFound" | "StoreError" | "StoreUnavailable" | "CorruptRecord" | "QueueUnavailable" | "DeadLettered" | "InternalError";
             evalue: string;
             traceback: string[];
         };
@@ -332,6 +332,7 @@ export interface components {
             pool: components["schemas"]["PoolState"];
             queue: number;
             containment: components["schemas"]["Containment"];
+            replica: string;
         };
         /** @description The kernel pool now: kernels by state (one count per kernel state), and what it did so far. */
         PoolState: {

@@ -196,6 +196,11 @@ class RedisQueue(RunQueue):
     def depth(self) -> int:
         return self._length
 
+    def room(self) -> int:
+        # The put script holds the shared stream to the bound; the length this replica last saw may be
+        # stale (its workers busy), and must not refuse a run the stream has room for.
+        return self.size
+
 
 def _run_of(fields: dict[bytes, bytes]) -> Run:
     return Run.from_json(json.loads(fields[b"run"]))

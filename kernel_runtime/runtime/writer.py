@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from ..errors import StoreUnavailable
+from ..errors import StoreError, StoreUnavailable
 from ..model.records import Run
 from ..settings import Backoff
 from ..store.repository import Repository
@@ -43,13 +43,31 @@ class _Write:
     indexed: bool  # the run's first write already indexed it under its product (a background run)
 
 
+class _Writes(asyncio.Queue):
+    """The writer's queue, counting the writes put in and done, so a caller can wait for the ones before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.put_in = 0
+        self.done = 0
+        self.progress = asyncio.Event()
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        self.put_in += 1
+
+    def task_done(self) -> None:
+        super().task_done()
+        self.done += 1
+        self.progress.set()
+
+
 class Writer:
     def __init__(self, repo: Repository, retry: Backoff) -> None:
         self.repo = repo
         self.retry = retry
         self.unsaved: dict[str, Unsaved] = {}
-        self._waiting: dict[str, asyncio.Future[None]] = {}
-        self._writes: asyncio.Queue[_Write] = asyncio.Queue()
+        self._writes = _Writes()
         self._task: asyncio.Task | None = None
         self._stopping = False
 
@@ -59,9 +77,14 @@ class Writer:
         self._writes.put_nowait(_Write(run, build_notebook, indexed))
 
     async def saved(self, run_id: str) -> None:
-        """Wait until the store has the run recorded as ``run_id``; raises if it could not be written."""
+        """Wait until every write recorded so far is done (writes are done in order), and the store
+        has run ``run_id``; StoreError if its write failed (it stays readable from memory)."""
+        before = self._writes.put_in
+        while self._writes.done < before:
+            self._writes.progress.clear()
+            await self._writes.progress.wait()
         if run_id in self.unsaved:
-            await asyncio.shield(self._waiting.setdefault(run_id, asyncio.get_running_loop().create_future()))
+            raise StoreError(f"Run {run_id} could not be written to the store; it stays readable from memory.")
 
     def runs_of(self, product: str) -> list[Run]:
         """The unsaved runs of ``product``."""
@@ -92,17 +115,14 @@ class Writer:
                 batch.append(self._writes.get_nowait())
             try:
                 await self._save_through_outage(batch)
-            except Exception as exc:  # the one writer must outlive any one batch: log it in full, go on
+            except Exception:  # the one writer must outlive any one batch: log it in full, go on
                 log.exception("could not save runs %s; they stay readable from memory", ", ".join(w.run.run_id for w in batch))
-                for write in batch:
-                    _settle_waiter(self._waiting.pop(write.run.run_id, None), exc)
             finally:
                 for _ in batch:
                     self._writes.task_done()
 
-    def _write_batch(self, writes: list[_Write], saved: list[Exception | None]) -> None:
-        """In a thread: build and save each run in turn; ``saved`` gets one entry per run dealt with
-        (``None`` once written, else the error).
+    def _write_batch(self, writes: list[_Write], saved: list[bool]) -> None:
+        """In a thread: build and save each run in turn; ``saved`` gets one entry per run dealt with.
 
         A run that cannot be written for any other reason than a store outage is logged and left
         in memory; an outage stops the batch, to be retried from the run it stopped at.
@@ -115,11 +135,11 @@ class Writer:
                 self.repo.save_run(write.run, unsaved.notebook, indexed=write.indexed)
             except StoreUnavailable:
                 raise
-            except Exception as exc:
+            except Exception:
                 log.exception("could not save run %s; it stays readable from memory", write.run.run_id)
-                saved.append(exc)
+                saved.append(False)
             else:
-                saved.append(None)
+                saved.append(True)
 
     async def _save_through_outage(self, batch: list[_Write]) -> None:
         """While the store is down finished runs wait in memory and are retried, not dropped."""
@@ -138,22 +158,12 @@ class Writer:
         )
         async for attempt in retrying:
             with attempt:
-                saved: list[Exception | None] = []
+                saved: list[bool] = []
                 try:
                     await asyncio.to_thread(self._write_batch, pending, saved)
                 finally:
                     # Forgotten here, on the loop, where reads of `unsaved` iterate it.
-                    for write, error in zip(pending, saved):
-                        if error is None:
+                    for write, ok in zip(pending, saved):
+                        if ok:
                             self.unsaved.pop(write.run.run_id, None)
-                        _settle_waiter(self._waiting.pop(write.run.run_id, None), error)
                     pending = pending[len(saved):]
-
-
-def _settle_waiter(waiter: asyncio.Future[None] | None, exc: Exception | None) -> None:
-    if waiter is None or waiter.done():
-        return
-    if exc is None:
-        waiter.set_result(None)
-    else:
-        waiter.set_exception(exc)
