@@ -9,7 +9,7 @@ types the handler returns (a TypedDict or dataclass, turned into JSON Schema by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
 from starlette.routing import Route
@@ -27,6 +27,7 @@ class Operation:
     body_required: bool = False  # an empty body is not taken for {}
     query: tuple[dict[str, Any], ...] = ()  # OpenAPI query parameters
     media: str = "application/json"  # of the answers
+    alternatives: Mapping[str, Any] = field(default_factory=dict)  # more media of the 200 answer, by content negotiation
     public: bool = False  # answered without a token
 
 
