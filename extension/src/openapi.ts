@@ -316,6 +316,7 @@ export interface components {
             finished_at: string | null;
             duration_ms: number | null;
             warm: boolean | null;
+            cached: boolean;
         };
         /** @description One parameter of a product: its type, its default and the comment that explains it. */
         Parameter: {
@@ -346,6 +347,7 @@ export interface components {
                 [key: string]: unknown;
             })[];
             timeout: number;
+            cache_ttl: number;
             output_schema: {
                 [key: string]: unknown;
             } | boolean | null;

@@ -213,7 +213,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    app.state.metrics = Metrics(service.pool.state, service.queue_depths, lambda: len(service.catalog))
+    app.state.metrics = Metrics(service.pool.state, service.queue_depths, lambda: len(service.catalog), service.runs.cache)
     service.run_finished.append(app.state.metrics.observe)
     app.state.openapi = OpenAPI(service.catalog)
     return app

@@ -107,12 +107,14 @@ class Service:
     async def publish(self, name: str, body: bytes, authorize: Callable[[str], None] | None = None) -> Product:
         """``authorize`` is called with the owner the notebook names, before anything is checked or stored."""
         spec, version = await self.catalog.publish(name, body, authorize)
+        self.runs.cache.drop(name)
         self._spawn(self.pool.prewarm(spec, version))
         log.info("published %s@%s", name, version)
         return self.catalog.product_json(name, version)
 
     async def unpublish(self, name: str) -> None:
         await self.catalog.unpublish(name)
+        self.runs.cache.drop(name)
 
     def products(self, visible: Callable[[str], bool] | None = None) -> list[Product]:
         return self.catalog.products(visible)
