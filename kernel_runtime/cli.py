@@ -215,15 +215,34 @@ def invoke(
     name: str = typer.Argument(..., help="Product name, or name@version."),
     url: Optional[str] = UrlOption,
     token: Optional[str] = TokenOption,
+    fmt: str = typer.Option("json", "--format", help="json, csv, parquet or arrow (a table result only, but json)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the result to this file, not stdout."),
 ) -> None:
-    """Run a product now and print its result as JSON. Parameters: -p KEY VALUE ..."""
+    """Run a product now and print its result as JSON (or --format). Parameters: -p KEY VALUE ..."""
     with _client(url, token) as client:
         types = {k: v["type"] for k, v in _run_cli(lambda: client.product(name))["parameters"].items()}
-        run = _run_cli(lambda: client.run(name, **_parse_pairs(ctx.args, types)))
-    if run["status"] != SUCCEEDED:
-        error = run.get("error") or {}
-        fail(f"run {run['run_id']} {run['status']}: {error.get('ename')}: {error.get('evalue')}")
-    sys.stdout.write(json.dumps(run["result"], indent=2) + "\n")
+        params = _parse_pairs(ctx.args, types)
+        if fmt != "json":
+            if fmt in ("parquet", "arrow") and output is None and sys.stdout.isatty():
+                fail(f"{fmt} is binary: write it to a file with --output FILE, or pipe stdout elsewhere.")
+            data = _run_cli(lambda: client.result_bytes(name, fmt, **params))
+        else:
+            run = _run_cli(lambda: client.run(name, **params))
+            if run["status"] != SUCCEEDED:
+                error = run.get("error") or {}
+                fail(f"run {run['run_id']} {run['status']}: {error.get('ename')}: {error.get('evalue')}")
+            data = (json.dumps(run["result"], indent=2) + "\n").encode()
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        _run_cli(lambda: _write(output, data))
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise NbmeshError(f"Cannot write {path}: {exc.strerror}.") from exc
 
 
 @app.command("list")

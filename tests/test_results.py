@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import error_of, invoke, publish, runs_of
+from tests.conftest import cli, error_of, invoke, publish, runs_of
 from tests.test_access import TOKEN, write_access
 
 TABLE = [
@@ -168,3 +168,42 @@ def test_reading_a_result_needs_the_invoke_right(fresh_runtime, tmp_path):
             assert "stranger" in error_of(stranger.get(path), 403)["error"]
     with rt.client() as anonymous:
         error_of(anonymous.get("/api/products/shared/result"), 401)
+
+
+def test_the_python_client_reads_each_format(runtime, table):
+    from kernel_runtime import Client
+    from kernel_runtime.errors import NotAcceptable, RunFailed
+
+    with Client(runtime.url) as client:
+        pd.testing.assert_frame_equal(client.result(table), EXPECTED)
+        pd.testing.assert_frame_equal(client.result(table, rows=2, label="b").reset_index(drop=True),
+                                      pd.DataFrame({"i": [0, 1], "label": ["b0", "b1"], "x": [0.0, 1.5], "even": [True, False]}))
+        arrow = client.result(table, format="arrow")
+        assert isinstance(arrow, pa.Table) and arrow.column_names == ["i", "label", "x", "even"]
+        assert client.result(table, format="csv").splitlines()[:2] == ['"i","label","x","even"', '0,"a0",0,true']
+        assert client.result(table, format="json") == EXPECTED.to_dict("records")
+        pd.testing.assert_frame_equal(pq.read_table(io.BytesIO(client.result_bytes(table, "parquet"))).to_pandas(), EXPECTED)
+        nested = publish(client._http, NESTED)
+        with pytest.raises(NotAcceptable, match="not a table"):
+            client.result(nested)
+        assert client.result(nested, format="json") == {"n": 2, "items": [0, 1]}
+        with pytest.raises(RunFailed) as failed:
+            client.result(publish(client._http, FAILS))
+        assert failed.value.run["error"]["ename"] == "ZeroDivisionError"
+
+
+def test_nbmesh_invoke_writes_each_format(http, runtime, table, tmp_path):
+    env = {"NBMESH_URL": runtime.url}
+    done = cli("invoke", table, "-p", "rows", "2", "--format", "csv", env=env)
+    assert done.returncode == 0, done.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(done.stdout)), EXPECTED.head(2))
+    for fmt, media in (("parquet", PARQUET), ("arrow", ARROW)):
+        target = tmp_path / f"out.{fmt}"
+        done = cli("invoke", table, "--format", fmt, "--output", str(target), env=env)
+        assert done.returncode == 0 and done.stdout == "", done.stderr
+        pd.testing.assert_frame_equal(read(media, target.read_bytes()), EXPECTED)
+    done = cli("invoke", publish(http, NESTED), "--format", "csv", env=env)
+    assert done.returncode == 1 and "not a table" in done.stderr
+    done = cli("invoke", table, "--format", "xml", env=env)
+    assert done.returncode == 1 and "Unknown format 'xml'" in done.stderr
+
