@@ -96,6 +96,7 @@ def _cases(rt: Runtime) -> dict[tuple[str, str], tuple[Callable[[], str], Any, s
         ("GET", "/api/runs/{run_id}/notebook"): (lambda: f"/api/runs/{run}/notebook", None, READS_ALPHA, 200),
         ("GET", "/api/runs/{run_id}/result"): (lambda: f"/api/runs/{run}/result", None, READS_ALPHA, 200),
         ("GET", "/api/products/{name}/result"): (lambda: "/api/products/alpha/result?n=5", None, READS_ALPHA, 200),
+        ("GET", "/api/products/{name}/contract"): (lambda: "/api/products/alpha/contract", None, READS_ALPHA, 200),
         ("POST", "/api/events/{topic}"): (lambda: "/api/events/sales.orders", {"a": 1}, EMITS_SALES, 202),
         ("GET", "/api/lineage"): (lambda: "/api/lineage", None, EVERYONE, 200),
         ("GET", "/openapi.json"): (lambda: "/openapi.json", None, EVERYONE, 200),

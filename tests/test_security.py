@@ -51,6 +51,7 @@ def _requests(run_id: str) -> list[tuple[str, str, str, dict | None, int]]:
         ("GET", "/api/runs/{run_id}/notebook", f"/api/runs/{run_id}/notebook", None, 200),
         ("GET", "/api/runs/{run_id}/result", f"/api/runs/{run_id}/result", None, 200),
         ("GET", "/api/products/{name}/result", "/api/products/echo/result?x=4", None, 200),
+        ("GET", "/api/products/{name}/contract", "/api/products/echo/contract", None, 200),
         ("POST", "/api/events/{topic}", "/api/events/some.topic", {"a": 1}, 202),
         ("GET", "/api/lineage", "/api/lineage", None, 200),
         ("GET", "/openapi.json", "/openapi.json", None, 200),

@@ -1,5 +1,6 @@
 """The result routes (docs/reference/http-api.md, "Results and formats"): a product's result from a GET
-whose query string holds the parameters, a finished run's result, each in the format asked for.
+whose query string holds the parameters, a finished run's result, each in the format asked for; and
+the product's data contract, which points at the first.
 
 A query value is typed by the product's parameter schema as ``nbmesh invoke -p`` types it: the text
 itself for a ``str`` parameter, else JSON (read strictly: NaN, a lone surrogate... are refused),
@@ -17,10 +18,13 @@ from starlette.responses import Response
 from .. import jsontext
 from ..errors import InvalidParameters, MalformedJSON, NotAcceptable, NotFound
 from ..model.records import SUCCEEDED, Run
+from .contract import contract_yaml
 from .formats import ALTERNATIVES, FORMAT, result_response, requested
 from .handling import check_read, readable_run, run_response, service_of
 from .operations import operation
 
+YAML = "application/yaml"
+SAMPLE_RUNS = 50  # runs looked through for the last success, whose columns give a contract without output_schema
 ANY_JSON: dict[str, Any] = {"description": "Any JSON value: the output cell's value."}
 RESULT_ANSWERS = {
     200: (ANY_JSON, "The run succeeded: its result alone, as JSON or in the format asked for."),
@@ -104,3 +108,24 @@ async def run_result(request: Request) -> Response:
         state = "has not finished yet" if not run.final else f"{run.status.replace('_', ' ')}: it has no result"
         raise NotFound(f"Run {run.run_id} {state}.", [run.error] if run.error else [])
     return await result_response(run.result, fmt)
+
+
+@operation(
+    "dataContract",
+    "The product's data contract: Open Data Contract Standard v3.0.2, as YAML",
+    {200: ({"type": "string"}, "The contract (ODCS v3.0.2).")},
+    errors=(400, 404),
+    media=YAML,
+)
+async def contract(request: Request) -> Response:
+    ref, service = request.path_params["name"], service_of(request)
+    check_read(request, ref)
+    product = await service.product(ref)
+    sample = None
+    # The newest runs are enough: a product read by anyone has a recent success, and this is no hot path.
+    for run in await service.list_runs(ref, SAMPLE_RUNS):
+        if run.status == SUCCEEDED and run.version == product["version"]:
+            sample = run.result
+            break
+    location = f"{str(request.base_url).rstrip('/')}/api/products/{ref}/result"
+    return Response(contract_yaml(product, location, sample), media_type=YAML)

@@ -24,7 +24,7 @@ from ..triggers.lineage import Lineage
 from .formats import ALTERNATIVES, FORMAT, JSON, requested
 from .handling import check_read, principal_of, readable, readable_run, run_response, service_of
 from .operations import operation
-from .results import product_result, result_answer, run_result
+from .results import contract, product_result, result_answer, run_result
 
 MIB = 1024 * 1024
 NOTEBOOK_LIMIT = 16 * MIB
@@ -271,6 +271,7 @@ ROUTES = [
     Route("/api/runs/{run_id}/notebook", run_notebook, methods=["GET"]),
     Route("/api/runs/{run_id}/result", run_result, methods=["GET"]),
     Route("/api/products/{name}/result", product_result, methods=["GET"]),
+    Route("/api/products/{name}/contract", contract, methods=["GET"]),
     Route("/api/events/{topic}", post_event, methods=["POST"]),
     Route("/api/lineage", get_lineage, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
