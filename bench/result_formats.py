@@ -26,7 +26,6 @@ import io
 import json
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -52,21 +51,6 @@ FORMATS = ("json", "csv", "parquet", "arrow")
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def measure(subjects: dict[str, Callable[[], None]], rounds: int, per_round: int) -> dict[str, list[float]]:
-    """Seconds per call of each subject, in interleaved blocks of ``per_round`` calls."""
-    samples: dict[str, list[float]] = {name: [] for name in subjects}
-    for call in subjects.values():
-        for _ in range(3):
-            call()
-    for _ in range(rounds):
-        for name, call in subjects.items():
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                call()
-                samples[name].append(time.perf_counter() - t0)
-    return samples
 
 
 def invoke_call(client: httpx.Client, name: str, cached: bool) -> Callable[[], None]:
@@ -127,11 +111,11 @@ def main() -> int:
         check_formats(client)
 
         log("cache hit against the bare round trip…")
-        hits = measure({"bare": il.bare_call(bare), "hit": invoke_call(client, CACHED, True),
-                        "miss": invoke_call(client, UNCACHED, False)}, rounds, per_round)
+        hits = il.interleaved({"bare": il.bare_call(bare), "hit": invoke_call(client, CACHED, True),
+                               "miss": invoke_call(client, UNCACHED, False)}, rounds * per_round, 3, rounds)
         log(f"{ROWS:,}-row result in each format, from the cache…")
         sizes: dict[str, int] = {}
-        formats = measure({fmt: format_call(client, fmt, sizes) for fmt in FORMATS}, rounds, table_per_round)
+        formats = il.interleaved({fmt: format_call(client, fmt, sizes) for fmt in FORMATS}, rounds * table_per_round, 3, rounds)
 
     latency = {name: il.summary(samples) for name, samples in {**hits, **formats}.items()}
     report.update(latency=latency, sizes=sizes)

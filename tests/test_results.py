@@ -206,4 +206,3 @@ def test_nbmesh_invoke_writes_each_format(http, runtime, table, tmp_path):
     assert done.returncode == 1 and "not a table" in done.stderr
     done = cli("invoke", table, "--format", "xml", env=env)
     assert done.returncode == 1 and "Unknown format 'xml'" in done.stderr
-
