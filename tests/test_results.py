@@ -206,3 +206,18 @@ def test_nbmesh_invoke_writes_each_format(http, runtime, table, tmp_path):
     assert done.returncode == 1 and "not a table" in done.stderr
     done = cli("invoke", table, "--format", "xml", env=env)
     assert done.returncode == 1 and "Unknown format 'xml'" in done.stderr
+
+
+def test_a_page_elsewhere_cannot_run_a_product_through_a_get_on_the_open_default(http, table):
+    before = len(runs_of(http, table))
+    for dest in ("image", "script", "empty", "iframe"):
+        headers = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": dest}
+        assert "another site" in error_of(http.get(f"/api/products/{table}/result", headers=headers), 403)["error"]
+        headers["Sec-Fetch-Site"] = "same-site"
+        error_of(http.get(f"/api/products/{table}/result", headers=headers), 403)
+    assert len(runs_of(http, table)) == before
+    # A link the user follows, the runtime's own pages, and tools that send no Sec-Fetch-* headers run it.
+    navigation = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    own_page = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+    for headers in (navigation, own_page, {}):
+        assert http.get(f"/api/products/{table}/result", headers=headers).status_code == 200
