@@ -1,4 +1,5 @@
-"""The HTTP API's routes (docs/design.md): the handlers and the ``ROUTES`` table.
+"""The HTTP API's routes (docs/design.md): the handlers and the ``ROUTES`` table (the result and
+contract routes' handlers live in :mod:`.results`).
 
 Handlers only parse and bound the request, check the caller's right on what it
 touches, call the service, and shape the answer. Who the caller is was settled
