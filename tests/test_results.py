@@ -5,6 +5,10 @@ query values typed by the parameter schema, failed runs, and who may read a resu
 from __future__ import annotations
 
 import io
+import os
+import pty
+import subprocess
+import sys
 
 import pandas as pd
 import pyarrow as pa
@@ -206,6 +210,18 @@ def test_nbmesh_invoke_writes_each_format(http, runtime, table, tmp_path):
     assert done.returncode == 1 and "not a table" in done.stderr
     done = cli("invoke", table, "--format", "xml", env=env)
     assert done.returncode == 1 and "Unknown format 'xml'" in done.stderr
+    # Binary to a terminal is refused before anything runs; to a pipe it is written as is.
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "kernel_runtime", "invoke", table, "--format", "parquet"], stdout=secondary,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, timeout=120)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert done.returncode == 1 and "--output FILE" in done.stderr
+    piped = subprocess.run([sys.executable, "-m", "kernel_runtime", "invoke", table, "--format", "arrow"], capture_output=True,
+                           env={**os.environ, **env}, timeout=120)
+    pd.testing.assert_frame_equal(read(ARROW, piped.stdout), EXPECTED)
 
 
 def test_a_page_elsewhere_cannot_run_a_product_through_a_get_on_the_open_default(http, table):
