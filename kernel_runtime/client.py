@@ -45,6 +45,10 @@ _BY_STATUS: dict[int, type[NbmeshError]] = {
 }
 
 
+# The tabular formats the runtime writes, by the name ``result_bytes`` takes (docs/reference/http-api.md, "Formats").
+RESULT_MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet", "arrow": "application/vnd.apache.arrow.stream"}
+
+
 def default_url() -> str:
     return os.environ.get("NBMESH_URL") or DEFAULT_URL
 
@@ -126,11 +130,30 @@ class Client:
 
     def invoke(self, name: str, /, **params: Any) -> Any:
         """Invoke and wait; the result, or RunFailed carrying the run."""
-        run = self.run(name, **params)
-        if run["status"] != SUCCEEDED:
-            error = run.get("error") or {}
-            raise RunFailed(f"Run {run['run_id']} of {name} {run['status']}: {error.get('ename')}: {error.get('evalue')}", run)
-        return run["result"]
+        return _succeeded(self.run(name, **params), name)["result"]
+
+    def result(self, name: str, /, format: str = "pandas", **params: Any) -> Any:
+        """Invoke and wait; the result as a pandas DataFrame (``"pandas"``, read from an Arrow IPC stream),
+        a pyarrow Table (``"arrow"``), CSV text (``"csv"``) or its JSON value (``"json"``). A result that is
+        no table raises NotAcceptable in the first three; a failed run raises RunFailed carrying the run."""
+        if format == "json":
+            return self.invoke(name, **params)
+        data = self.result_bytes(name, "arrow" if format == "pandas" else format, **params)
+        if format == "csv":
+            return data.decode("utf-8")
+        import pyarrow  # only a table result needs it
+
+        table = pyarrow.ipc.open_stream(data).read_all()
+        return table if format == "arrow" else table.to_pandas()
+
+    def result_bytes(self, name: str, /, fmt: str, **params: Any) -> bytes:
+        """Invoke and wait; the result as the runtime writes it in ``fmt``: csv, parquet or arrow (an IPC stream)."""
+        if fmt not in RESULT_MEDIA:
+            raise InvalidRequest(f"Unknown format {fmt!r}: one of {', '.join(RESULT_MEDIA)} (or json, pandas for result()).")
+        response = self._request("POST", f"/api/products/{name}/invoke", json=params, headers={"Accept": RESULT_MEDIA[fmt]})
+        if response.status_code >= 500:
+            _succeeded(response.json(), name)
+        return response.content
 
     def submit(self, name: str, /, **params: Any) -> str:
         """Start a background run; its run_id."""
@@ -147,6 +170,14 @@ class Client:
 
     def emit(self, topic: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._request("POST", f"/api/events/{topic}", json=payload or {}).json()
+
+
+def _succeeded(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """``run`` if it succeeded, else RunFailed carrying it."""
+    if run["status"] != SUCCEEDED:
+        error = run.get("error") or {}
+        raise RunFailed(f"Run {run['run_id']} of {name} {run['status']}: {error.get('ename')}: {error.get('evalue')}", run)
+    return run
 
 
 def error_of(status: int, body: dict[str, Any], path: str) -> NbmeshError:

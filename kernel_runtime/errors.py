@@ -84,6 +84,10 @@ class UnsupportedMediaType(NbmeshError):
     """A request that changes something without declaring a JSON (or multipart publish) body."""
 
 
+class NotAcceptable(NbmeshError):
+    """A result asked for in a format it has no form in (CSV of a non-tabular result), or in an unknown format."""
+
+
 class MethodNotAllowed(NbmeshError):
     """A route asked with a method it does not answer."""
 

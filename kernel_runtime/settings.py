@@ -107,6 +107,7 @@ class RunSettings:
     )
     workers: int | None = setting(None, "background runs running at once; none: pool size - 1, at least 1", at_least=1)
     grace: float = setting(30.0, "seconds requests and background runs get to finish on SIGTERM", option="--grace", at_least=0)
+    cache_size: int = setting(256, "results the result cache keeps (products with `cache_ttl`), least recently used first out", at_least=0)
 
     def concurrency(self, pool_size: int) -> int:
         return self.max_concurrency or all_but_one(pool_size)

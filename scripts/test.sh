@@ -19,6 +19,13 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 export PATH="$PWD/.venv/bin:$PATH"
+# datacontract-cli judges the data contracts (tests/test_contract.py) from a venv of its own: its
+# dependencies are many and pinned, and must not bend the runtime's. Made once, reused after.
+if [ ! -x .venv-datacontract/bin/datacontract ]; then
+  python3 -m venv .venv-datacontract
+  .venv-datacontract/bin/python -m pip install --quiet 'datacontract-cli[duckdb]>=1.2'
+fi
+export NBMESH_DATACONTRACT="$PWD/.venv-datacontract/bin/datacontract"
 
 (cd extension && jlpm install --immutable >/dev/null && jlpm test --silent)
 exec python -m pytest -p no:cacheprovider "$@"

@@ -38,6 +38,7 @@ SINK = [("parameters", "n: int = 0"), ("output", "n")]
 NOT_PROVOKED = {
     ("PUT", "/api/products/{name}"): {"409", "503"},  # a publish race between replicas; an unavailable store
     ("POST", "/api/products/{name}/invoke"): {"503"},  # kernels that cannot start
+    ("GET", "/api/products/{name}/result"): {"503"},
 }
 
 
@@ -172,6 +173,14 @@ def test_every_response_of_every_route_is_as_documented(secured, runtime):
         call("admin", "GET", f"/api/runs/{run}", 200)
         call("admin", "GET", f"/api/runs/{failed['run_id']}", 200)
         call("admin", "GET", f"/api/runs/{run}/notebook", 200)
+        call("admin", "GET", f"/api/runs/{run}/result", 200)
+        call("admin", "GET", "/api/products/echo/result", 200, params={"x": 4, "label": "b"})
+        assert call("admin", "GET", "/api/products/fails/result", 500).json()["status"] == "failed"
+        assert call("admin", "GET", "/api/products/slow/result", 504).json()["status"] == "timed_out"
+        for path in ("/api/products/echo/result?format=csv", f"/api/runs/{run}/result?format=arrow", "/api/products/echo/invoke?format=xml"):
+            call("admin", "POST" if path.endswith("xml") else "GET", path, 406, **({"json": {}} if path.endswith("xml") else {}))
+        call("admin", "GET", "/api/products/echo/result", 422, params={"x": "three"})
+        assert "kind: DataContract" in call("admin", "GET", "/api/products/echo/contract", 200).text
         lineage = call("admin", "GET", "/api/lineage", 200).json()
         assert {"name": "phantom", "published": False} in lineage["nodes"]
         call("admin", "GET", "/openapi.json", 200)
@@ -188,18 +197,24 @@ def test_every_response_of_every_route_is_as_documented(secured, runtime):
             ("POST", "/api/products/Bad_Name/runs", {"json": {}}),
             ("GET", "/api/products/echo/runs", {"params": {"limit": "0"}}),
             ("GET", "/api/products/Bad_Name/notebook", {}),
+            ("GET", "/api/products/Bad_Name/result", {}),
+            ("GET", "/api/products/Bad_Name/contract", {}),
             ("POST", "/api/events/Bad.Topic", {"json": {}}),
         ):
             call("admin", method, path, 400, **kw)
         for method, path in (("GET", "/api/products/echo"), ("PUT", "/api/products/echo"), ("DELETE", "/api/products/echo"),
                              ("POST", "/api/products/echo/invoke"), ("POST", "/api/products/echo/runs"),
                              ("GET", "/api/products/echo/runs"), ("GET", "/api/products/echo/notebook"),
-                             ("GET", f"/api/runs/{run}"), ("GET", f"/api/runs/{run}/notebook"), ("POST", "/api/events/orders.new")):
+                             ("GET", f"/api/runs/{run}"), ("GET", f"/api/runs/{run}/notebook"), ("POST", "/api/events/orders.new"),
+                             ("GET", "/api/products/echo/result"), ("GET", f"/api/runs/{run}/result"),
+                             ("GET", "/api/products/echo/contract")):
             call("outsider", method, path, 403, json={} if method in ("POST", "PUT") else None)
         missing = "0" * 32
         for method, path in (("GET", "/api/products/nope"), ("DELETE", "/api/products/nope"), ("POST", "/api/products/nope/invoke"),
                              ("POST", "/api/products/nope/runs"), ("GET", "/api/products/nope/runs"), ("GET", "/api/products/echo@9/notebook"),
-                             ("GET", f"/api/runs/{missing}"), ("GET", f"/api/runs/{missing}/notebook"), ("GET", "/api/no/such/route")):
+                             ("GET", f"/api/runs/{missing}"), ("GET", f"/api/runs/{missing}/notebook"), ("GET", "/api/no/such/route"),
+                             ("GET", "/api/products/nope/result"), ("GET", f"/api/runs/{missing}/result"),
+                             ("GET", "/api/products/nope/contract")):
             call("admin", method, path, 404, **({"headers": JSON_TYPE} if method == "DELETE" else {}))
         call("admin", "PATCH", "/api/products/echo", 405, json={})
         call("admin", "PUT", "/api/products/big", 413, json=make_notebook([("output", "1"), ("md", "x" * (16 * MIB))]))

@@ -161,6 +161,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/runs/{run_id}/result": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Run id. */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        /** A finished run's result alone */
+        get: operations["runResult"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/products/{name}/result": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Product name, or name@version. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** Run with the parameters of the query string (or answer from the result cache); the result alone */
+        get: operations["productResult"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/products/{name}/contract": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Product name, or name@version. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** The product's data contract: Open Data Contract Standard v3.0.2, as YAML */
+        get: operations["dataContract"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/events/{topic}": {
         parameters: {
             query?: never;
@@ -244,7 +304,7 @@ export interface components {
              * @description The error's class in kernel_runtime.errors: a client maps it back to its exception.
              * @enum {string}
              */
-            type: "CorruptRecord" | "ExecutionTimeout" | "Forbidden" | "InternalError" | "InvalidConfig" | "InvalidNotebook" | "InvalidParameters" | "InvalidRequest" | "KernelDied" | "KernelError" | "KernelTampered" | "KernelUnavailable" | "MalformedJSON" | "MethodNotAllowed" | "NbmeshError" | "NotFound" | "PayloadTooLarge" | "QueueFull" | "QueueUnavailable" | "StoreError" | "StoreUnavailable" | "UnacceptableJSON" | "Unauthorized" | "UnsupportedMediaType" | "VersionConflict";
+            type: "CorruptRecord" | "ExecutionTimeout" | "Forbidden" | "InternalError" | "InvalidConfig" | "InvalidNotebook" | "InvalidParameters" | "InvalidRequest" | "KernelDied" | "KernelError" | "KernelTampered" | "KernelUnavailable" | "MalformedJSON" | "MethodNotAllowed" | "NbmeshError" | "NotAcceptable" | "NotFound" | "PayloadTooLarge" | "QueueFull" | "QueueUnavailable" | "StoreError" | "StoreUnavailable" | "UnacceptableJSON" | "Unauthorized" | "UnsupportedMediaType" | "VersionConflict";
         };
         /** @description Why a run failed or timed out. */
         RunError: {
@@ -276,6 +336,7 @@ export interface components {
             finished_at: string | null;
             duration_ms: number | null;
             warm: boolean | null;
+            cached: boolean;
         };
         /** @description One parameter of a product: its type, whether it also accepts null, its default and the comment that explains it. */
         Parameter: {
@@ -308,6 +369,7 @@ export interface components {
                 [key: string]: unknown;
             })[];
             timeout: number;
+            cache_ttl: number;
             output_schema: {
                 [key: string]: unknown;
             } | boolean | null;
@@ -736,7 +798,10 @@ export interface operations {
     };
     invoke: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The result alone in this format, instead of what Accept asks for. */
+                format?: "json" | "csv" | "parquet" | "arrow";
+            };
             header?: never;
             path: {
                 /** @description Product name, or name@version. */
@@ -757,6 +822,9 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Run"];
+                    "text/csv": string;
+                    "application/vnd.apache.parquet": string;
+                    "application/vnd.apache.arrow.stream": string;
                 };
             };
             /** @description Malformed name, query or body. */
@@ -788,6 +856,15 @@ export interface operations {
             };
             /** @description No such product, version or run. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The result has no form in the format asked for (only a table has CSV, Parquet and Arrow forms), or the format is unknown. */
+            406: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1190,6 +1267,271 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Notebook"];
+                };
+            };
+            /** @description Missing or unknown bearer token (when the runtime has principals). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The caller has no right to this product, topic or change; or, on a runtime without a token, a Host or Origin a web page elsewhere would send. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such product, version or run. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Any other error, with the error body. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    runResult: {
+        parameters: {
+            query?: {
+                /** @description The result alone in this format, instead of what Accept asks for. */
+                format?: "json" | "csv" | "parquet" | "arrow";
+            };
+            header?: never;
+            path: {
+                /** @description Run id. */
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Its result alone, as JSON or in the format asked for. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "text/csv": string;
+                    "application/vnd.apache.parquet": string;
+                    "application/vnd.apache.arrow.stream": string;
+                };
+            };
+            /** @description Missing or unknown bearer token (when the runtime has principals). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The caller has no right to this product, topic or change; or, on a runtime without a token, a Host or Origin a web page elsewhere would send. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such product, version or run. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The result has no form in the format asked for (only a table has CSV, Parquet and Arrow forms), or the format is unknown. */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Any other error, with the error body. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    productResult: {
+        parameters: {
+            query?: {
+                /** @description The result alone in this format, instead of what Accept asks for. */
+                format?: "json" | "csv" | "parquet" | "arrow";
+                /** @description The product's parameters, each as name=value: the text itself for a str parameter, else JSON. */
+                parameters?: {
+                    [key: string]: string;
+                };
+            };
+            header?: never;
+            path: {
+                /** @description Product name, or name@version. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run succeeded: its result alone, as JSON or in the format asked for. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "text/csv": string;
+                    "application/vnd.apache.parquet": string;
+                    "application/vnd.apache.arrow.stream": string;
+                };
+            };
+            /** @description Malformed name, query or body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing or unknown bearer token (when the runtime has principals). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The caller has no right to this product, topic or change; or, on a runtime without a token, a Host or Origin a web page elsewhere would send. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such product, version or run. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The result has no form in the format asked for (only a table has CSV, Parquet and Arrow forms), or the format is unknown. */
+            406: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Invalid notebook or parameters; details list every problem. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The run failed; `error` says why. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            /** @description Kernels, queue or store unavailable right now; try again later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The run timed out. */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            /** @description Any other error, with the error body. */
+            default: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    dataContract: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Product name, or name@version. */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The contract (ODCS v3.0.2). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/yaml": string;
+                };
+            };
+            /** @description Malformed name, query or body. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Missing or unknown bearer token (when the runtime has principals). */

@@ -69,5 +69,11 @@ def client(url: str | None, token: str | None):
     return Client(url=url, token=token)
 
 
+def json_text(value: Any) -> bytes:
+    """``value`` as the indented JSON every ``--json`` prints."""
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+
+
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.buffer.write(json_text(value))
+    sys.stdout.flush()

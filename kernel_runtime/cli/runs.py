@@ -6,12 +6,14 @@ run id and outcome go to stderr.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from ..model.records import SUCCEEDED
-from .common import JsonOption, PAIRS, TokenOption, UrlOption, app, client, fail, out, print_json, run_cli, say
+from .common import JsonOption, PAIRS, TokenOption, UrlOption, app, client, fail, json_text, out, print_json, run_cli, say
 from .format import parameter_value, runs_table
 
 
@@ -43,21 +45,42 @@ def invoke(
     url: Optional[str] = UrlOption,
     token: Optional[str] = TokenOption,
     as_json: bool = JsonOption,
+    fmt: str = typer.Option("json", "--format", help="json, csv, parquet or arrow (a table result only, but json)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the result to this file, not stdout."),
 ) -> None:
-    """Run a product now; print its result as JSON on stdout, its run id on stderr. Parameters: -p KEY VALUE ..."""
+    """Run a product now; print its result as JSON (or --format) on stdout, its run id on stderr. Parameters: -p KEY VALUE ..."""
+    if as_json and fmt != "json":
+        fail(f"--json prints the run object as JSON; it does not go with --format {fmt}.")
+    if fmt in ("parquet", "arrow") and output is None and sys.stdout.isatty():
+        fail(f"{fmt} is binary: write it to a file with --output FILE, or pipe stdout elsewhere.")
     with client(url, token) as runtime:
         specs = run_cli(lambda: runtime.product(name))["parameters"]
         params = parse_pairs(ctx.args, specs)
+        if fmt != "json":
+            _emit(output, run_cli(lambda: runtime.result_bytes(name, fmt, **params)))
+            return
         run = run_cli(lambda: runtime.run(name, **params))
     if as_json:
-        print_json(run)
+        _emit(output, json_text(run))
     duration = f" in {run['duration_ms']:.0f} ms" if isinstance(run.get("duration_ms"), (int, float)) else ""
     if run["status"] != SUCCEEDED:
         error = run.get("error") or {}
         fail(f"run {run['run_id']} {run['status']}{duration}: {error.get('ename')}: {error.get('evalue')}")
     say(f"run {run['run_id']} succeeded{duration}", stderr=True)
     if not as_json:
-        print_json(run["result"])
+        _emit(output, json_text(run["result"]))
+
+
+def _emit(output: Path | None, data: bytes) -> None:
+    """The answer to stdout, or to ``--output``."""
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        fail(f"Cannot write {output}: {exc.strerror}.")
 
 
 @app.command()

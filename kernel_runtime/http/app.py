@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from typing import Any, AsyncIterator, Iterable
 
 from starlette.applications import Starlette
@@ -28,6 +29,7 @@ from ..errors import (
     KernelError,
     MethodNotAllowed,
     NbmeshError,
+    NotAcceptable,
     NotFound,
     PayloadTooLarge,
     QueueFull,
@@ -55,6 +57,7 @@ STATUS: dict[type[NbmeshError], int] = {
     Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
+    NotAcceptable: 406,
     VersionConflict: 409,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
@@ -84,6 +87,8 @@ def error_response(exc: NbmeshError) -> JSONResponse:
 # middleware -------------------------------------------------------------------------
 _TRUSTED_HOST = "nbmesh.trusted_host"
 _CHANGES = frozenset({"POST", "PUT", "DELETE"})
+_RUNS_ON_GET = re.compile(r"/api/products/[^/]+/result")  # the one GET that runs a product
+_OTHER_SITE = frozenset({b"cross-site", b"same-site"})
 
 
 async def _mark_trusted_host(scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,8 +106,9 @@ class Gate:
     (:mod:`.pages`, which hold no data) needs a known bearer token, else 401; the handlers then check the caller's right on what they touch (403). Without
     any token (loopback only) every caller is the operator, so the gate refuses what a web page could
     send instead: a Host that is not a loopback name (DNS rebinding), an Origin other than the
-    runtime's own or an allowed one (403), and a change whose body is not declared JSON (415): a
-    form or ``text/plain`` POST is the one kind a browser sends to another site without asking.
+    runtime's own or an allowed one (403), a change whose body is not declared JSON (415): a
+    form or ``text/plain`` POST is the one kind a browser sends to another site without asking;
+    and a subresource GET of a product's result from another site (403), which would run it.
     """
 
     def __init__(self, app: ASGIApp, access: Access | None, hosts: list[str], origins: Iterable[str]) -> None:
@@ -153,6 +159,17 @@ class Gate:
                 "answers only pages of its own origin and those given with --allowed-origin."
             )
         method = scope["method"]
+        if (
+            origin is None
+            and headers.get(b"sec-fetch-site") in _OTHER_SITE
+            and headers.get(b"sec-fetch-dest", b"document") != b"document"
+            and _RUNS_ON_GET.fullmatch(scope["path"])
+        ):
+            # An <img> or no-cors fetch sends no Origin, and would run the product; a link the user follows may.
+            return Forbidden(
+                "A page of another site may not run a product here: a runtime without a token answers "
+                "GET .../result from elsewhere only to a link the user follows (Sec-Fetch-Dest: document)."
+            )
         if method in _CHANGES:
             media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if media != b"application/json" and not (method == "PUT" and media == b"multipart/form-data"):
@@ -214,7 +231,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    app.state.metrics = Metrics(service.pool.state, service.queue_depths, lambda: len(service.catalog))
+    app.state.metrics = Metrics(service.pool.state, service.queue_depths, lambda: len(service.catalog), service.runs.cache)
     service.run_finished.append(app.state.metrics.observe)
     app.state.openapi = OpenAPI(service.catalog)
     return app

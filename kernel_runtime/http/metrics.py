@@ -20,20 +20,26 @@ from prometheus_client.registry import Collector
 
 from ..kernels.state import KernelState
 from ..model.records import Run
+from ..runtime.cache import ResultCache
 
 # Warm invocations take milliseconds, cold ones (setup cells) seconds, and timeouts up to minutes.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
 class _StateCollector(Collector):
-    """Pool and queue state, read at scrape time."""
+    """Pool and queue state, and the result cache's counts, read at scrape time."""
 
     def __init__(
-        self, pool_state: Callable[[], Mapping[str, Any]], queue_depths: Callable[[], Mapping[str, int]], products: Callable[[], int]
+        self,
+        pool_state: Callable[[], Mapping[str, Any]],
+        queue_depths: Callable[[], Mapping[str, int]],
+        products: Callable[[], int],
+        cache: ResultCache | None,
     ) -> None:
         self.pool_state = pool_state
         self.queue_depths = queue_depths
         self.products = products
+        self.cache = cache
 
     def collect(self) -> Iterator[Metric]:
         state = self.pool_state()
@@ -64,14 +70,26 @@ class _StateCollector(Collector):
         depth.add_metric(["concurrency"], depths["concurrency"])
         yield depth
         yield GaugeMetricFamily("nbmesh_products", "Products published.", value=self.products())
+        if self.cache is not None:
+            # Counted only for products with a cache_ttl: a miss is an invoke that ran because no fresh result was kept.
+            for what, counts in (("hits", self.cache.hits), ("misses", self.cache.misses)):
+                family = CounterMetricFamily(f"nbmesh_result_cache_{what}", f"Result cache {what} by product.", labels=["product"])
+                for product, count in sorted(counts.items()):
+                    family.add_metric([product], count)
+                yield family
+            yield GaugeMetricFamily("nbmesh_result_cache_entries", "Results the result cache holds.", value=len(self.cache))
 
 
 class Metrics:
-    """``pool_state``, ``queue_depths`` and ``products`` are read at scrape time; register
+    """``pool_state``, ``queue_depths``, ``products`` and ``cache`` are read at scrape time; register
     :meth:`observe` as a run-finished hook to count runs."""
 
     def __init__(
-        self, pool_state: Callable[[], Mapping[str, Any]], queue_depths: Callable[[], Mapping[str, int]], products: Callable[[], int]
+        self,
+        pool_state: Callable[[], Mapping[str, Any]],
+        queue_depths: Callable[[], Mapping[str, int]],
+        products: Callable[[], int],
+        cache: ResultCache | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.runs = Counter(
@@ -84,7 +102,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(pool_state, queue_depths, products))
+        self.registry.register(_StateCollector(pool_state, queue_depths, products, cache))
 
     def observe(self, run: Run) -> None:
         self.runs.labels(run.product, run.status).inc()

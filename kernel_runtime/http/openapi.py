@@ -63,6 +63,8 @@ ERRORS = {
     403: "The caller has no right to this product, topic or change; or, on a runtime without a token, "
     "a Host or Origin a web page elsewhere would send.",
     404: "No such product, version or run.",
+    406: "The result has no form in the format asked for (only a table has CSV, Parquet and Arrow forms), "
+    "or the format is unknown.",
     409: "Other publishes of the same product raced this one; publish again.",
     413: "Body larger than its limit.",
     415: "A change without Content-Type: application/json (multipart/form-data for a publish), on a runtime without a token.",
@@ -103,6 +105,8 @@ def describe(op: Operation) -> dict[str, Any]:
     if op.body is not None:
         out["requestBody"] = _body(op.body, op.body_required, op.forms)
     responses = {str(status): _answer(shape, text, op.media) for status, (shape, text) in sorted(op.answers.items())}
+    if op.alternatives:
+        responses["200"]["content"].update({media: {"schema": schema} for media, schema in op.alternatives.items()})
     for status in sorted({*op.errors, 403} if op.public else {*op.errors, 401, 403}):
         responses[str(status)] = _answer(ErrorBody, ERRORS[status])
     responses["default"] = _answer(ErrorBody, "Any other error, with the error body.")

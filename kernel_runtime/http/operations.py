@@ -28,6 +28,7 @@ class Operation:
     forms: Mapping[str, Any] = field(default_factory=dict)  # other media types the body may have: media -> JSON Schema
     query: tuple[dict[str, Any], ...] = ()  # OpenAPI query parameters
     media: str = "application/json"  # of the answers
+    alternatives: Mapping[str, Any] = field(default_factory=dict)  # more media of the 200 answer, by content negotiation
     public: bool = False  # answered without a token
 
 

@@ -1,4 +1,5 @@
-"""The HTTP API's routes (docs/design.md): the handlers and the ``ROUTES`` table.
+"""The HTTP API's routes (docs/design.md): the handlers and the ``ROUTES`` table (the result and
+contract routes' handlers live in :mod:`.results`).
 
 Handlers only parse and bound the request, check the caller's right on what it
 touches, call the service, and shape the answer. Who the caller is was settled
@@ -10,7 +11,7 @@ OpenAPI document is built from these and ``ROUTES``, and nowhere else.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, TypedDict
+from typing import Any, TypedDict
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,13 +19,14 @@ from starlette.routing import Route
 
 from .. import jsontext
 from ..errors import InvalidParameters, InvalidRequest, quoted
-from ..model.product import parse_ref
-from ..model.records import SUCCEEDED, TIMED_OUT, Notebook, ParameterValues, Product, Run, RunId, RunStatus
-from ..runtime.service import Health, Service
-from ..triggers.lineage import Lineage
-from .access import PRINCIPAL, Principal
-from .operations import operation
 from ..model.bundle import Submission
+from ..model.records import Notebook, ParameterValues, Product, Run, RunId, RunStatus
+from ..runtime.service import Health
+from ..triggers.lineage import Lineage
+from .formats import ALTERNATIVES, FORMAT, JSON, requested
+from .handling import check_read, principal_of, readable, readable_run, run_response, service_of
+from .operations import operation
+from .results import contract, product_result, result_answer, run_result
 from .upload import is_multipart, read_body, read_publish
 
 MIB = 1024 * 1024
@@ -50,42 +52,12 @@ async def read_json_object(request: Request, limit: int = PARAMS_LIMIT) -> dict[
     return value
 
 
-def service_of(request: Request) -> Service:
-    return request.app.state.service
-
-
-def principal_of(request: Request) -> Principal:
-    return request.scope[PRINCIPAL]
-
-
-def readable(request: Request) -> Callable[[str], bool]:
-    """Whether the caller may read a product, by name: the filter of every listing."""
-    principal, owner_of = principal_of(request), service_of(request).owner_of
-    return lambda name: principal.may_read(name, owner_of(name))
-
-
-def check_read(request: Request, ref: str) -> None:
-    """The caller may invoke and read the product ``ref`` names: set lookups on the in-memory catalog."""
-    name, _ = parse_ref(ref)
-    principal_of(request).check_read(name, service_of(request).owner_of(name))
-
-
 def shown(request: Request, product: dict[str, Any]) -> dict[str, Any]:
     """A product as the caller sees it: downstream products it may not read are left out."""
     if not principal_of(request).admin:
         may_read = readable(request)
         product["downstream"] = [name for name in product["downstream"] if may_read(name)]
     return product
-
-
-def run_response(run: Run) -> JSONResponse:
-    if run.status == SUCCEEDED:
-        status = 200
-    elif run.status == TIMED_OUT:
-        status = 504
-    else:
-        status = 500
-    return JSONResponse(run.to_json(), status_code=status)
 
 
 # the answers' envelopes ------------------------------------------------------------
@@ -187,11 +159,21 @@ async def delete_product(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@operation("invoke", "Run now and wait", RUN_ANSWERS, errors=(400, 404, 413, 415, 422, 503), body=ParameterValues)
+@operation(
+    "invoke",
+    "Run now and wait",
+    RUN_ANSWERS,
+    errors=(400, 404, 406, 413, 415, 422, 503),
+    body=ParameterValues,
+    query=(FORMAT,),
+    alternatives=ALTERNATIVES,
+)
 async def invoke(request: Request) -> Response:
     check_read(request, request.path_params["name"])
+    fmt = requested(request)  # an unknown format is refused before anything runs
     params = await read_json_object(request)
-    return run_response(await service_of(request).invoke(request.path_params["name"], params))
+    run = await service_of(request).invoke(request.path_params["name"], params)
+    return run_response(run) if fmt == JSON else await result_answer(run, fmt)
 
 
 @operation(
@@ -222,13 +204,6 @@ async def product_runs(request: Request) -> Response:
 async def product_notebook(request: Request) -> Response:
     check_read(request, request.path_params["name"])
     return JSONResponse(await service_of(request).product_notebook(request.path_params["name"]))
-
-
-async def readable_run(request: Request) -> Run:
-    """The run the path names, if the caller may read its product."""
-    run = await service_of(request).get_run(request.path_params["run_id"])
-    principal_of(request).check_read(run.product, service_of(request).owner_of(run.product))
-    return run
 
 
 @operation("getRun", "A run", {200: (Run, "The run.")}, errors=(404,))
@@ -297,6 +272,9 @@ ROUTES = [
     Route("/api/products/{name}/notebook", product_notebook, methods=["GET"]),
     Route("/api/runs/{run_id}", get_run, methods=["GET"]),
     Route("/api/runs/{run_id}/notebook", run_notebook, methods=["GET"]),
+    Route("/api/runs/{run_id}/result", run_result, methods=["GET"]),
+    Route("/api/products/{name}/result", product_result, methods=["GET"]),
+    Route("/api/products/{name}/contract", contract, methods=["GET"]),
     Route("/api/events/{topic}", post_event, methods=["POST"]),
     Route("/api/lineage", get_lineage, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),

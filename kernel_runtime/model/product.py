@@ -9,6 +9,7 @@ parameters and result against the spec. The parameters cell itself is read by
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -27,6 +28,7 @@ NAME_RE = re.compile(f"^{NAME}$", re.ASCII)
 VERSION = r"[1-9][0-9]{0,8}"
 VERSION_RE = re.compile(VERSION, re.ASCII)
 DEFAULT_TIMEOUT = 60.0
+MAX_CACHE_TTL = 30 * 86400  # seconds: a month; beyond it a result is a dataset, not a cache
 MAX_SCHEMA_DEPTH = 64  # levels of an output_schema, within the same string and item bounds
 
 TAG_PARAMETERS = "parameters"
@@ -56,6 +58,7 @@ class ProductSpec:
     description: str = ""
     owner: str = ""
     timeout: float = DEFAULT_TIMEOUT
+    cache_ttl: float = 0.0
     triggers: tuple[dict[str, Any], ...] = ()
     output_schema: dict[str, Any] | None = None
     kernel_name: str = "python3"
@@ -266,6 +269,12 @@ def _read_settings(meta: dict[str, Any], problems: list) -> dict[str, Any]:
         problems.append(problem(f"metadata.nbmesh.timeout must be a number of seconds in (0, 86400], got {quoted(timeout)}."))
         timeout = DEFAULT_TIMEOUT
     settings["timeout"] = float(timeout)
+    ttl = meta.get("cache_ttl", 0)
+    # isfinite before the comparison: NaN compares false both ways and would pass a bounds check.
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or not 0 <= ttl <= MAX_CACHE_TTL:
+        problems.append(problem(f"metadata.nbmesh.cache_ttl must be a number of seconds in [0, {MAX_CACHE_TTL}], got {quoted(ttl)}."))
+        ttl = 0
+    settings["cache_ttl"] = float(ttl)
     schema = meta.get("output_schema")
     if schema is not None:
         # jsonschema recurses once per level, at publish and on every result: bound the nesting first.

@@ -69,6 +69,7 @@ class Run:
     finished_at: str | None = None
     duration_ms: float | None = None
     warm: bool | None = None
+    cached: bool = False  # an answer of the result cache: this is the earlier run's record, not a new run
 
     @property
     def final(self) -> bool:
@@ -138,6 +139,7 @@ class Product(TypedDict):
     parameters: dict[str, ParameterInfo]
     triggers: list[Annotated[Trigger, Schema(additionalProperties=True)]]  # the notebook's own, as published
     timeout: float
+    cache_ttl: float
     output_schema: dict[str, Any] | bool | None
     published_at: str
     invoke_url: str

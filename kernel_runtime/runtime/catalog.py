@@ -193,6 +193,7 @@ class Catalog:
             parameters=spec.parameters_json(),
             triggers=list(spec.triggers),
             timeout=spec.timeout,
+            cache_ttl=spec.cache_ttl,
             output_schema=spec.output_schema,
             published_at=stored.published_at,
             invoke_url=f"/api/products/{name}/invoke",

@@ -28,6 +28,7 @@ from ..model.run_errors import RunError
 from ..settings import RunSettings
 from ..store.repository import Repository
 from .background import Background, Events
+from .cache import ResultCache
 from .catalog import Catalog
 from .limits import ProductLimiter
 from .queue import RunQueue
@@ -60,6 +61,7 @@ class Runs(Background):
         self.settings = settings
         self.queue_size = settings.queue_size
         self.grace = settings.grace
+        self.cache = ResultCache(settings.cache_size)
         self.limiter = ProductLimiter(settings.concurrency(pool.settings.size), settings.queue_size)
         self.queue = queue
         self.events: Events | None = None  # set once the trigger engine exists
@@ -96,11 +98,20 @@ class Runs(Background):
 
     # running --------------------------------------------------------------------------
     async def invoke(self, ref: str, params: Any, trigger: RunTrigger = HTTP_TRIGGER) -> Run:
-        """Run now and wait: the hot path. Validates, leases a warm kernel, runs, answers."""
+        """Run now and wait: the hot path. Validates, leases a warm kernel, runs, answers; or, for a
+        product with a ``cache_ttl``, answers the earlier run from the result cache."""
         spec, version = await self.catalog.resolve(ref)
         values = validate_parameters(spec, params)
+        key = None
+        if spec.cache_ttl and trigger["kind"] == "http":
+            key = self.cache.key(spec.name, version, values)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
         run = Run(run_id=new_run_id(), product=spec.name, version=version, parameters=values, trigger=dict(trigger))
         await self._execute(run, spec)
+        if key is not None and run.status == SUCCEEDED:
+            self.cache.put(key, run, spec.cache_ttl)
         return run
 
     async def submit(self, ref: str, params: Any, trigger: RunTrigger = HTTP_TRIGGER) -> Run:

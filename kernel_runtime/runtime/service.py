@@ -124,6 +124,7 @@ class Service:
         """The product, and whether a version was made (see :meth:`Catalog.publish`)."""
         spec, version, created = await self.catalog.publish(name, sent, authorize)
         if created:
+            self.runs.cache.drop(name)
             self._announce(name)
             self._spawn(self.pool.prewarm(spec, version))
             log.info("published %s@%s", name, version)
@@ -131,6 +132,7 @@ class Service:
 
     async def unpublish(self, name: str) -> None:
         await self.catalog.unpublish(name)
+        self.runs.cache.drop(name)
         self._announce(name)
 
     def _announce(self, name: str) -> None:
