@@ -6,9 +6,11 @@ its product version; failing that, a spare, which serves that version from then
 on (if ``size`` kernels already serve products, the least recently used idle
 one is retired, i.e. shut down). Every kernel that leaves the pool is replaced
 by a new spare in the background, so a product whose kernel is not warm pays its
-setup cells but never a kernel start. A kernel is never prepared for another
-product: nothing a run leaves in a kernel (patched modules, threads, files in
-its ``/tmp``) can reach another product.
+setup cells but never a kernel start, unless no spare is there or being started:
+then the least recently used idle kernel is retired and the run waits for its
+replacement (:mod:`kernel_runtime.kernels.choice` makes these choices). A kernel
+is never prepared for another product: nothing a run leaves in a kernel (patched
+modules, threads, files in its ``/tmp``) can reach another product.
 
 One kernel's record and the start and shutdown of its process are
 :mod:`kernel_runtime.kernels.kernel`'s; the pool decides which kernels exist.
@@ -38,7 +40,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered, KernelUnavailable
 from ..model.product import ProductSpec
 from ..settings import PoolSettings
-from . import protocol
+from . import choice, protocol
 from .kernel import GONE, FilesSource, Kernel
 from .sandbox import Containment, Sandbox, kernel_env, resolve
 from .state import BUSY, DEAD, IDLE, PoolState
@@ -196,26 +198,17 @@ class KernelPool:
         task.add_done_callback(self._tasks.discard)
 
     # leasing ------------------------------------------------------------------
-    def _pick(self, key: tuple[str, int]) -> Kernel | None:
-        idle = [k for k in self.kernels if k.state == IDLE]
-        mine = [k for k in idle if k.key == key]
-        if mine:
-            return max(mine, key=lambda k: (k.prepared, k.last_used))
-        if any(k.key == key and k.preparing for k in self.kernels):
-            return None  # wait for that kernel (a prewarm, say) rather than claim and prepare another
-        spares = [k for k in idle if k.key is None]
-        serving = sum(k.key is not None for k in self.kernels)
-        if spares and (serving < self.settings.size or any(k.key is not None for k in idle)):
-            return spares[0]
-        return None
-
     def _claim(self, spare: Kernel, key: tuple[str, int]) -> None:
         """``spare`` serves ``key`` from now on; retire the least recently used idle kernel if need be."""
         if sum(k.key is not None for k in self.kernels) >= self.settings.size:
-            victim = min((k for k in self.kernels if k.state == IDLE and k.key is not None), key=lambda k: k.last_used)
-            self._remove(victim, f"least recently used; a kernel was needed for {key[0]}@{key[1]}", failed=False)
+            victim = choice.least_recently_used(self.kernels)
+            assert victim is not None  # choice.pick claims a spare then only
+            self._retire_for(victim, key)
         spare.key = key
         self.spares_used += 1
+
+    def _retire_for(self, victim: Kernel, key: tuple[str, int]) -> None:
+        self._remove(victim, f"least recently used; a kernel was needed for {key[0]}@{key[1]}", failed=False)
 
     def _servable(self, key: tuple[str, int]) -> bool:
         """Whether a live kernel can serve ``key`` now or once it is free, without a new start."""
@@ -226,7 +219,7 @@ class KernelPool:
             while True:
                 if self.closed:
                     raise KernelError("The kernel pool is shutting down.")
-                kernel = self._pick(key)
+                kernel = choice.pick(self.kernels, key, self.settings.size)
                 if kernel is not None:
                     if not await kernel.km.is_alive():  # one waitpid: a dead kernel is never handed out
                         self._remove(kernel, "it died while idle", failed=True)
@@ -241,7 +234,11 @@ class KernelPool:
                         f"{self.start_error}. Starting is retried; try again later."
                     )
                 if not wait:
-                    return None
+                    return None  # a prewarm takes a free kernel or none: it never retires one
+                victim = choice.to_retire(self.kernels, key, self.starting)
+                if victim is not None:  # no spare, none coming: make room, wait for the replacement
+                    self._retire_for(victim, key)
+                    continue
                 await self._cond.wait()
 
     async def _give_back(self, kernel: Kernel) -> None:
