@@ -116,7 +116,10 @@ class Kernel:
         await self.km.start_kernel(env=sandbox.popen_env(), cwd=sandbox.popen_cwd(self.workdir), **self.output.pipes())
         await self.output.attach()
         kc = self.km.client()
-        kc.start_channels()
+        # No heartbeat channel: liveness is one waitpid through the manager (the client asks its
+        # parent), and the heartbeat's thread was the only one sharing the client's zmq context,
+        # which a shutdown must be able to destroy without waiting on another thread's socket.
+        kc.start_channels(hb=False)
         self.kc = kc
         await kc.wait_for_ready(timeout=timeout)
         # Runs are answered on the shell channel alone; an unread iopub only piles up messages.
