@@ -78,18 +78,19 @@ export function toProblems(details: unknown): IProblem[] {
 }
 
 /**
- * A one-line description of a problem that names its cell. The runtime counts
- * cells from 0 and often names the cell itself; the same number is used here
- * so the two never disagree.
+ * A one-line description of a problem that names its cell. `cell` is 0-based;
+ * people count cells from 1, as JupyterLab's status bar and the runtime's
+ * messages do, so a message that does not name its cell gets "Cell N: ".
  */
 export function describeProblem(problem: IProblem): string {
   if (problem.cell === null) {
     return problem.message;
   }
-  const named = new RegExp(`\\bcells? (\\d+, )*${problem.cell}\\b`, 'i');
+  const number = problem.cell + 1;
+  const named = new RegExp(`\\bcells? (\\d+, )*${number}\\b`, 'i');
   return named.test(problem.message)
     ? problem.message
-    : `Cell ${problem.cell}: ${problem.message}`;
+    : `Cell ${number}: ${problem.message}`;
 }
 
 function isRun(body: unknown): body is IRun {
@@ -125,6 +126,16 @@ export class NbmeshApi {
   /** Publish a notebook; a 422 rejects with every problem in `ApiError.problems`. */
   publish(name: string, notebook: unknown): Promise<IProduct> {
     return this.request<IProduct>('PUT', `api/products/${enc(name)}`, notebook);
+  }
+
+  /**
+   * Every problem of a notebook, checked by the runtime's own rules in the
+   * Jupyter server, without storing anything: for a name the runtime's URL
+   * cannot carry. `name` null means the notebook's metadata names it.
+   */
+  async check(name: string | null, notebook: unknown): Promise<IProblem[]> {
+    const body = await this.request<{ details: unknown }>('POST', 'check', { name, notebook });
+    return toProblems(body.details);
   }
 
   /** Run now and wait; a failed or timed-out run rejects with `ApiError.run` set. */

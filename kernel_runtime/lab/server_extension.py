@@ -34,6 +34,8 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Unicode, default
 
+from .. import jsontext
+from ..errors import NbmeshError
 from ..http.security import is_loopback
 from ..settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_URL
 
@@ -234,6 +236,33 @@ class ProxyHandler(_Base):
         self.finish(response.content)
 
 
+class CheckHandler(_Base):
+    """Lists a notebook's problems without storing it, for a name the runtime's URL cannot carry.
+
+    The runtime checks the name in its URL before the notebook, so publishing as
+    "My Report" would name that problem alone; here it is listed with the rest.
+    """
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        # The runtime's validator loads with the first check, not with every Jupyter server.
+        from ..http.routes import NOTEBOOK_LIMIT
+        from .check import notebook_problems
+
+        if len(self.request.body) > NOTEBOOK_LIMIT:
+            return self._error(413, f"The request body is larger than the limit of {NOTEBOOK_LIMIT} bytes.")
+        try:
+            body = jsontext.loads(self.request.body, "The request body")
+        except NbmeshError as exc:
+            return self._error(400, exc.message, exc.details)
+        name = body.get("name") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or "notebook" not in body or not (name is None or isinstance(name, str)):
+            return self._error(400, 'The body must be {"name": <a name or null>, "notebook": <the notebook>}.')
+        details = await asyncio.to_thread(notebook_problems, name, body["notebook"])
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"details": details}))
+
+
 class NbmeshLab(ExtensionApp):
     """How the Jupyter server reaches the nbmesh runtime, and the ``/nbmesh/`` handlers."""
 
@@ -280,7 +309,9 @@ class NbmeshLab(ExtensionApp):
         self.log.info("nbmesh: forwarding /nbmesh/ to the runtime at %s", self.connection.url)
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend([("nbmesh/info", InfoHandler), (r"nbmesh/(api/.*)", ProxyHandler)])
+        self.handlers.extend(
+            [("nbmesh/info", InfoHandler), ("nbmesh/check", CheckHandler), (r"nbmesh/(api/.*)", ProxyHandler)]
+        )
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # Find (or start) the runtime now, so it is warm by the time someone publishes.

@@ -90,8 +90,8 @@ describe('NbmeshApi', () => {
             'No cell is tagged output.',
             { cell: 2, message: 'Parameter x has no default.' },
             { cell: null, message: 'Bad cron.' },
-            { cell: 4, message: 'The output cell 4 must end with an expression.' },
-            { cell: 5, message: 'Cells 3, 5 are all tagged output.' }
+            { cell: 3, message: 'The output cell 4 must end with an expression.' },
+            { cell: 4, message: 'Cells 3, 5 are all tagged output.' }
           ]
         }
       }
@@ -104,13 +104,13 @@ describe('NbmeshApi', () => {
       { cell: null, message: 'No cell is tagged output.' },
       { cell: 2, message: 'Parameter x has no default.' },
       { cell: null, message: 'Bad cron.' },
-      { cell: 4, message: 'The output cell 4 must end with an expression.' },
-      { cell: 5, message: 'Cells 3, 5 are all tagged output.' }
+      { cell: 3, message: 'The output cell 4 must end with an expression.' },
+      { cell: 4, message: 'Cells 3, 5 are all tagged output.' }
     ]);
-    // The runtime counts cells from 0 and may name the cell itself: never say it twice.
+    // `cell` is 0-based, messages number cells from 1 and may name the cell: never say it twice.
     expect(error.problems.map(describeProblem)).toEqual([
       'No cell is tagged output.',
-      'Cell 2: Parameter x has no default.',
+      'Cell 3: Parameter x has no default.',
       'Bad cron.',
       'The output cell 4 must end with an expression.',
       'Cells 3, 5 are all tagged output.'
