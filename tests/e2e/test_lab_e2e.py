@@ -238,9 +238,12 @@ def test_publish_try_and_open_a_run_from_jupyterlab(page: Page, lab, e2e_runtime
     failed = item.locator(".nbmesh-Run-failed")
     run_id = failed.get_attribute("data-run-id")
     failed.locator(".nbmesh-Run-open").click()
-    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=run_id)
+    # Its tab names the product, version and time; the run id is in the tab's tooltip.
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"{PRODUCT}@1 · ")
     expect(tab).to_be_visible()
+    expect(tab).to_have_attribute("title", f"Run {run_id} (read-only)")
     viewer = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(viewer.locator(".jp-Notebook-footer")).to_be_hidden()
     expect(viewer).to_contain_text("limit = 0")
     expect(viewer).to_contain_text("ValueError")
     shot(page, "08-run-notebook-read-only")
