@@ -56,7 +56,10 @@ def page(lab):
 
 def open_notebook(page: Page, lab: str, path: str) -> Locator:
     page.goto(f"{lab}/lab/tree/{path}?token={TOKEN}")
-    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    # The workspace reopens the notebooks of earlier tests first: wait for this one to be on screen.
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_have_text(path)
+    # The workspace may hold other notebooks, hidden (scaled to 0): only the one on screen is visible.
+    cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell >> visible=true")
     expect(cells.first).to_be_visible()
     # Ready once the kernel is: the notebook's commands act on a loaded model then.
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached()
@@ -64,8 +67,8 @@ def open_notebook(page: Page, lab: str, path: str) -> Locator:
 
 
 def toolbar_button(page: Page, item: str) -> Locator:
-    """A button of the notebook on screen (the workspace may hold others, hidden)."""
-    return page.locator(f".jp-NotebookPanel:not(.lm-mod-hidden) .jp-NotebookPanel-toolbar [data-jp-item-name='{item}'] button")
+    """A button of the notebook on screen."""
+    return page.locator(f".jp-NotebookPanel-toolbar [data-jp-item-name='{item}'] button >> visible=true")
 
 
 def role_button(cell: Locator, role: str) -> Locator:
@@ -113,7 +116,7 @@ def test_the_three_role_buttons_differ_and_show_when_pressed(page: Page, lab, th
     expect(buttons["output"]).to_have_attribute("aria-pressed", "true")
     expect(cells.nth(1).locator(".nbmesh-CellBadge-output")).to_have_text("output")
     assert buttons["output"].screenshot() != shots["output"]
-    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-cell-toolbar").first.screenshot(
+    page.locator(".jp-cell-toolbar >> visible=true").first.screenshot(
         path=str(SHOTS / f"role-buttons-{theme.split()[-1].lower()}.png")
     )
     buttons["output"].click()
@@ -226,6 +229,6 @@ def test_the_panel_counts_what_the_search_shows_and_follows_background_runs(page
     item.locator(".nbmesh-Run-succeeded .nbmesh-Run-open").click()
     tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
     expect(tab).to_contain_text("alpha-sales@1 · ")
-    viewer = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    viewer = page.locator(".jp-NotebookPanel.nbmesh-RunViewer >> visible=true")
     expect(viewer).to_contain_text("wait = 6")
     expect(viewer.locator(".jp-Notebook-footer")).to_be_hidden()
