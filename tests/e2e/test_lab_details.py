@@ -8,15 +8,14 @@ to test-output/e2e-details/.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
 from ..conftest import ROOT, make_notebook, publish
-from .test_lab_e2e import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, TOKEN, e2e_runtime, lab  # noqa: F401 - fixtures
+from .test_lab_e2e import TOKEN, chromium_page, e2e_runtime, lab  # noqa: F401 - e2e_runtime and lab are fixtures
 
 SHOTS = ROOT / "test-output" / "e2e-details"
 ROLES = ("parameters", "setup", "output")
@@ -39,19 +38,10 @@ def lab_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def page(lab):
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = context.new_page()
+    with chromium_page(SHOTS, 1400, 900) as page:
         # Leaving a notebook with unsaved tag changes: the page's "leave?" prompt is accepted.
         page.on("dialog", lambda dialog: dialog.accept())
-        page.set_default_timeout(TIMEOUT_MS)
-        expect.set_options(timeout=TIMEOUT_MS)
         yield page
-        context.close()
-        browser.close()
 
 
 def open_notebook(page: Page, lab: str, path: str) -> Locator:

@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -108,21 +110,28 @@ def lab(tmp_path_factory, lab_root, e2e_runtime):
         process.wait()
 
 
-@pytest.fixture(scope="module")
-def page(lab):
+@contextmanager
+def chromium_page(shots: Path, width: int, height: int) -> Iterator[Page]:
+    """A page of Debian's Chromium, and an empty folder for its screenshots."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 950})
+        context = browser.new_context(viewport={"width": width, "height": height})
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
         yield page
         context.close()
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    with chromium_page(SHOTS, 1500, 950) as page:
+        yield page
 
 
 def shot(page: Page, name: str) -> None:
