@@ -7,7 +7,9 @@ to test-output/e2e-details/.
 
 from __future__ import annotations
 
+import base64
 import json
+from itertools import combinations
 from pathlib import Path
 
 import httpx
@@ -65,6 +67,35 @@ def role_button(cell: Locator, role: str) -> Locator:
     return cell.locator(f".jp-cell-toolbar [data-jp-item-name='nbmesh-{role}'] button")
 
 
+def visibly_different(page: Page, a: bytes, b: bytes) -> float:
+    """The share of pixels two screenshots of the same size differ in clearly (any channel by more than 48 of 255).
+
+    Byte equality is not enough: two identical-looking icons differ by a few anti-aliased pixels.
+    """
+    return page.evaluate(
+        """async ([a, b]) => {
+          const pixels = async png => {
+            const image = new Image();
+            image.src = 'data:image/png;base64,' + png;
+            await image.decode();
+            const canvas = document.createElement('canvas');
+            [canvas.width, canvas.height] = [image.width, image.height];
+            const context = canvas.getContext('2d');
+            context.drawImage(image, 0, 0);
+            return context.getImageData(0, 0, image.width, image.height).data;
+          };
+          const [p, q] = await Promise.all([pixels(a), pixels(b)]);
+          let differing = 0;
+          for (let i = 0; i < Math.min(p.length, q.length); i += 4) {
+            const delta = Math.max(Math.abs(p[i] - q[i]), Math.abs(p[i + 1] - q[i + 1]), Math.abs(p[i + 2] - q[i + 2]));
+            differing += delta > 48 ? 1 : 0;
+          }
+          return differing / (Math.max(p.length, q.length) / 4);
+        }""",
+        [base64.b64encode(a).decode(), base64.b64encode(b).decode()],
+    )
+
+
 def set_theme(lab: str, theme: str) -> None:
     """JupyterLab's theme setting, as its Settings editor saves it; pages opened next use it."""
     answer = httpx.put(
@@ -99,13 +130,16 @@ def test_the_three_role_buttons_differ_and_show_when_pressed(page: Page, lab, th
     for button in buttons.values():
         expect(button).to_have_attribute("aria-pressed", "false")
     shots = {role: button.screenshot() for role, button in buttons.items()}
-    assert len(set(shots.values())) == 3, "two role buttons look the same"
+    for one, other in combinations(ROLES, 2):
+        share = visibly_different(page, shots[one], shots[other])
+        assert share > 0.05, f"the {one} and {other} buttons look the same ({share:.1%} of pixels differ)"
 
-    # Pressed is obvious: the output button, before and after, differs; and the tag is set.
+    # Pressed is obvious: the output button, before and after, differs clearly; and the tag is set.
     buttons["output"].click()
     expect(buttons["output"]).to_have_attribute("aria-pressed", "true")
     expect(cells.nth(1).locator(".nbmesh-CellBadge-output")).to_have_text("output")
-    assert buttons["output"].screenshot() != shots["output"]
+    share = visibly_different(page, buttons["output"].screenshot(), shots["output"])
+    assert share > 0.05, f"pressed looks like not pressed ({share:.1%} of pixels differ)"
     page.locator(".jp-cell-toolbar >> visible=true").first.screenshot(
         path=str(SHOTS / f"role-buttons-{theme.split()[-1].lower()}.png")
     )
