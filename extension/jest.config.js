@@ -3,7 +3,9 @@ const jestJupyterLab = require('@jupyterlab/testing/lib/jest-config');
 // JupyterLab's packages ship ES modules, which jest must transform too.
 const esModules = [
   '@codemirror',
-  '@jupyter/ydoc',
+  '@jupyter/',
+  '@microsoft/',
+  'exenv-es6',
   '@jupyterlab/',
   'lib0',
   'nanoid',

@@ -187,6 +187,34 @@ def test_an_invalid_notebook_lists_its_problems_and_stores_nothing(lab):
     assert status == 404
 
 
+def test_check_lists_an_invalid_name_with_every_other_problem(lab):
+    # The runtime's URL refuses "Sales Report" before reading the notebook; the check lists all at once.
+    notebook = make_notebook(
+        [("parameters", "a = 1"), ("", "a + 1")], name="Sales Report", triggers=[{"schedule": "61 * * * *"}]
+    )
+    status, body = lab("POST", "nbmesh/check", {"name": None, "notebook": notebook})
+    assert status == 200
+    messages = [d["message"] for d in body["details"]]
+    assert any("'Sales Report'" in m and "name" in m for m in messages), messages
+    assert any("61 * * * *" in m for m in messages), messages
+    assert any("output" in m for m in messages), messages
+    # A valid notebook has no problems; the name passed wins over none in the metadata.
+    status, body = lab("POST", "nbmesh/check", {"name": "fine", "notebook": make_notebook([("output", "1")])})
+    assert (status, body) == (200, {"details": []})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[1]", b'{"name": 3, "notebook": {}}', b'{"name": null}', b'{"notebook": {}, "name": "\\ud800"', b"NaN"],
+)
+def test_check_refuses_a_malformed_request_clearly(jp_fetch, jp_asyncio_loop, body):
+    response = jp_asyncio_loop.run_until_complete(
+        jp_fetch("nbmesh", "check", method="POST", body=body, raise_error=False, headers={"Content-Type": "application/json"})
+    )
+    answer = json.loads(response.body)
+    assert response.code == 400 and answer["error"].endswith("."), answer
+
+
 def test_a_failed_run_answers_with_its_run(lab):
     name = unique("lab-fail")
     notebook = make_notebook([("output", "int('no data for this region')")], name=name)

@@ -136,6 +136,16 @@ export class NbmeshApi {
     return this.request<IProduct>('PUT', target, notebook);
   }
 
+  /**
+   * Every problem of a notebook, checked by the runtime's own rules in the
+   * Jupyter server, without storing anything: for a name the runtime's URL
+   * cannot carry. `name` null means the notebook's metadata names it.
+   */
+  async check(name: string | null, notebook: unknown): Promise<IProblem[]> {
+    const body = await this.request<{ details: unknown }>('POST', 'check', { name, notebook });
+    return toProblems(body.details);
+  }
+
   /** Run now and wait; a failed or timed-out run rejects with `ApiError.run` set. */
   invoke(name: string, parameters: Record<string, unknown>): Promise<IRun> {
     return this.request<IRun>(

@@ -27,7 +27,7 @@ import {
   publishIcon,
   setupIcon
 } from './icons';
-import { ProductsPanel } from './panel';
+import { ProductsPanel, runTitle } from './panel';
 import { Publisher } from './publish';
 import { hasRole, Role, RoleBadges, setRole } from './roles';
 import { editProductSettings } from './settings';
@@ -97,7 +97,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const panel = new ProductsPanel({
       api,
       openRunNotebook: run =>
-        void commands.execute(CommandIDs.openRun, { run_id: run.run_id })
+        void commands.execute(CommandIDs.openRun, { run_id: run.run_id, title: runTitle(run) })
     });
     panel.title.icon = productsIcon;
     panel.title.caption = 'Data products';
@@ -128,6 +128,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         caption: `Toggle the "${role}" tag that makes this the product's ${role} cell`,
         icon: args => (args.toolbar ? icon : undefined),
         isEnabled: () => tracker.activeCell !== null,
+        isToggleable: true,
         isToggled: () => {
           const cell = tracker.activeCell;
           return cell ? hasRole(cell.model, role) : false;
@@ -193,25 +194,40 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Open Executed Run Notebook',
       execute: args => {
         const runId = String(args.run_id ?? '');
-        if (runId) {
-          return docManager.openOrReveal(runNotebookPath(runId), RUN_VIEWER);
+        if (!runId) {
+          return;
         }
+        const widget = docManager.openOrReveal(runNotebookPath(runId), RUN_VIEWER);
+        if (widget) {
+          // The tab names the product, version and time; the run id stays in its tooltip.
+          widget.addClass('nbmesh-RunViewer');
+          const title = typeof args.title === 'string' && args.title ? args.title : runId;
+          // The document widget names its tab after the path again as it loads: keep this name.
+          const name = () => {
+            if (widget.title.label !== title) {
+              widget.title.label = title;
+            }
+          };
+          widget.title.caption = `Run ${runId} (read-only)`;
+          widget.title.changed.connect(name);
+          name();
+        }
+        return widget;
       }
     });
 
+    // A group of their own at the end of the cell's items (JupyterLab's end at rank 12), between
+    // separators, rather than among the notebook's undo, redo and restart items.
     const cellSelector = '.jp-Notebook .jp-Cell';
-    ROLE_COMMANDS.forEach(({ role }, index) =>
-      app.contextMenu.addItem({
-        command: CommandIDs.role(role),
-        selector: cellSelector,
-        rank: 30 + index
-      })
+    const group = [
+      ...ROLE_COMMANDS.map(({ role }) => CommandIDs.role(role)),
+      CommandIDs.settings
+    ];
+    app.contextMenu.addItem({ type: 'separator', selector: cellSelector, rank: 15 });
+    group.forEach((command, index) =>
+      app.contextMenu.addItem({ command, selector: cellSelector, rank: 15 + (index + 1) / 10 })
     );
-    app.contextMenu.addItem({
-      command: CommandIDs.settings,
-      selector: '.jp-Notebook',
-      rank: 34
-    });
+    app.contextMenu.addItem({ type: 'separator', selector: cellSelector, rank: 16 });
 
     if (palette) {
       const category = 'Data products';

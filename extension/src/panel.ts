@@ -38,6 +38,45 @@ export function matches(product: IProduct, query: string): boolean {
     .some(part => part.toLowerCase().includes(needle));
 }
 
+/** The products the search shows. */
+export function shownCount(products: IProduct[], query: string): number {
+  return products.filter(product => matches(product, query)).length;
+}
+
+/** The status line: how many products the search shows, of how many, and where. */
+export function countLabel(total: number, shown: number, query: string, url: string): string {
+  const plural = (n: number) => `${n} product${n === 1 ? '' : 's'}`;
+  return query.trim() && shown !== total
+    ? `${shown} of ${plural(total)} match "${query.trim()}" at ${url}`
+    : `${plural(total)} at ${url}`;
+}
+
+/**
+ * One format for every date in the panel: the browser's locale, date and time
+ * to the minute. `locale` and `timeZone` are for tests; text that is not a
+ * date is shown as it is.
+ */
+export function formatDate(iso: string | null | undefined, locale?: string, timeZone?: string): string {
+  if (!iso) {
+    return '';
+  }
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) {
+    return iso;
+  }
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone }).format(date);
+}
+
+/** Whether a run may still change: the panel polls while it shows one. */
+export function isActive(run: IRun): boolean {
+  return run.status === 'queued' || run.status === 'running';
+}
+
+/** The tab title of a run's notebook: product@version · when it ran. */
+export function runTitle(run: IRun, locale?: string, timeZone?: string): string {
+  return `${run.product}@${run.version} · ${formatDate(run.started_at ?? run.created_at, locale, timeZone)}`;
+}
+
 export function describeTrigger(trigger: Record<string, unknown>): string {
   const parameters =
     trigger.parameters && Object.keys(trigger.parameters as object).length
@@ -74,6 +113,9 @@ export function formatDuration(ms: number | null | undefined): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
+/** Seconds between two reads of the runs while one is queued or running. */
+const POLL_MS = 2000;
+
 export class ProductsPanel extends Widget {
   private readonly _api: NbmeshApi;
   private readonly _openRunNotebook: (run: IRun) => void;
@@ -82,6 +124,7 @@ export class ProductsPanel extends Widget {
   private readonly _list = el('ul', 'nbmesh-Catalog');
   private readonly _expanded = new Set<string>();
   private _products: IProduct[] = [];
+  private _url = '';
 
   constructor(options: IPanelOptions) {
     super();
@@ -112,9 +155,7 @@ export class ProductsPanel extends Widget {
     try {
       const info = await this._api.info();
       this._products = await this._api.products();
-      this._status.textContent = `${this._products.length} product${
-        this._products.length === 1 ? '' : 's'
-      } at ${info.url}`;
+      this._url = info.url;
       this._status.classList.remove('nbmesh-Error');
     } catch (reason) {
       this._products = [];
@@ -148,6 +189,14 @@ export class ProductsPanel extends Widget {
 
   private _filter(): void {
     const query = this._search.value;
+    if (!this._status.classList.contains('nbmesh-Error')) {
+      this._status.textContent = countLabel(
+        this._products.length,
+        shownCount(this._products, query),
+        query,
+        this._url
+      );
+    }
     for (const product of this._products) {
       const item = this._list.querySelector<HTMLElement>(
         `[data-product="${CSS.escape(product.name)}"]`
@@ -204,7 +253,7 @@ export class ProductsPanel extends Widget {
     }
     if (product.published_at) {
       body.appendChild(
-        el('p', 'nbmesh-muted', `Version ${product.version} published ${product.published_at}`)
+        el('p', 'nbmesh-muted', `Version ${product.version} published ${formatDate(product.published_at)}`)
       );
     }
 
@@ -286,6 +335,9 @@ export class ProductsPanel extends Widget {
       container.appendChild(el('p', 'nbmesh-muted', 'Runs on request only.'));
     }
 
+    container.appendChild(el('h3', 'nbmesh-Section', 'Lineage'));
+    container.appendChild(this._renderLineage(product));
+
     container.appendChild(el('h3', 'nbmesh-Section', 'Try it'));
     const tryIt = el('div', 'nbmesh-TryIt');
     const form = buildParameterForm(product.parameters ?? {});
@@ -317,13 +369,49 @@ export class ProductsPanel extends Widget {
     });
   }
 
+  /** The products whose finished runs trigger this one, and those its runs trigger: each opens. */
+  private _renderLineage(product: IProduct): HTMLElement {
+    const box = el('div', 'nbmesh-Lineage');
+    const line = (label: string, names: string[], direction: string) => {
+      const row = el('p', `nbmesh-Lineage-${direction}`);
+      row.appendChild(el('span', 'nbmesh-muted', `${label}: `));
+      if (!names.length) {
+        row.appendChild(el('span', 'nbmesh-muted', 'none'));
+      }
+      names.forEach((name, index) => {
+        const link = el('button', 'nbmesh-Lineage-product jp-Button jp-mod-minimal', name);
+        link.title = `Open ${name}`;
+        link.addEventListener('click', () => void this.reveal(name));
+        row.append(...(index ? [', '] : []), link);
+      });
+      return row;
+    };
+    box.append(
+      line('Triggered by', product.upstream ?? [], 'upstream'),
+      line('Triggers runs of', product.downstream ?? [], 'downstream')
+    );
+    return box;
+  }
+
   private async _renderRuns(container: HTMLElement, name: string): Promise<void> {
+    window.clearTimeout(Number(container.dataset.poll ?? 0));
     let runs: IRun[];
     try {
       runs = await this._api.runs(name, 10);
     } catch (reason) {
       container.replaceChildren(el('p', 'nbmesh-Error', String(reason)));
       return;
+    }
+    // Background runs (schedules, events, other clients) change on their own: read them again
+    // while one is queued or running and the product stays open.
+    if (runs.some(isActive)) {
+      container.dataset.poll = String(
+        window.setTimeout(() => {
+          if (container.isConnected && this._expanded.has(name) && this.isVisible) {
+            void this._renderRuns(container, name);
+          }
+        }, POLL_MS)
+      );
     }
     container.replaceChildren(el('h3', 'nbmesh-Section', 'Recent runs'));
     if (!runs.length) {
@@ -336,11 +424,14 @@ export class ProductsPanel extends Widget {
       row.dataset.runId = run.run_id;
       row.title = `run ${run.run_id}`;
       row.appendChild(el('span', 'nbmesh-Run-status', run.status));
+      const id = el('span', 'nbmesh-Run-id', run.run_id);
+      id.title = run.run_id;
+      row.appendChild(id);
       const facts = [`v${run.version}`, formatDuration(run.duration_ms), describeRunTrigger(run)];
       row.appendChild(el('span', 'nbmesh-Run-facts', facts.filter(Boolean).join(' · ')));
       if (run.started_at) {
         row.appendChild(
-          el('span', 'nbmesh-Run-started nbmesh-muted', new Date(run.started_at).toLocaleString())
+          el('span', 'nbmesh-Run-started nbmesh-muted', formatDate(run.started_at))
         );
       }
       if (run.status !== 'queued' && run.status !== 'running') {
@@ -358,7 +449,7 @@ export class ProductsPanel extends Widget {
 function renderResult(run: IRun): HTMLElement {
   const box = el('div', 'nbmesh-Result');
   box.appendChild(
-    el('p', 'nbmesh-muted', `${run.status} in ${formatDuration(run.duration_ms)} · run ${run.run_id}`)
+    el('p', 'nbmesh-muted nbmesh-Result-summary', `${run.status} in ${formatDuration(run.duration_ms)} · run ${run.run_id}`)
   );
   box.appendChild(el('pre', 'nbmesh-Result-json', JSON.stringify(run.result, null, 2)));
   return box;

@@ -9,28 +9,38 @@ import {
   Notification,
   showDialog
 } from '@jupyterlab/apputils';
-import { PathExt } from '@jupyterlab/coreutils';
 import type { NotebookPanel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { ApiError, describeProblem, IProblem, IProduct, NbmeshApi } from './api';
 import { curlCommand, invokeUrl } from './schema';
+import { nameFromPath, nameProblem } from './validate';
 
 const PROBLEM_CLASS = 'nbmesh-cell-problem';
 
-/** The name a notebook publishes under: its metadata's name, else the file's stem. */
-export function productName(panel: NotebookPanel): string {
+/** The name the notebook's metadata gives, if any. */
+function metadataName(panel: NotebookPanel): string | null {
   const metadata = panel.content.model?.getMetadata('nbmesh') as
     | { name?: unknown }
     | undefined;
   if (metadata && typeof metadata.name === 'string' && metadata.name.trim()) {
     return metadata.name.trim();
   }
-  // The same fallback as `nbmesh publish`: the file's stem, lowercased, '_' as '-'.
-  return PathExt.basename(panel.context.path, PathExt.extname(panel.context.path))
-    .toLowerCase()
-    .replace(/_/g, '-');
+  return null;
+}
+
+/** The name a notebook publishes under: its metadata's name, else the file's stem (as `nbmesh publish`). */
+export function productName(panel: NotebookPanel): string {
+  return metadataName(panel) ?? nameFromPath(panel.context.path);
+}
+
+/** The refusal's toast: short enough never to be cut (toasts show about 140 characters). */
+export function refusalToast(name: string, count: number): string {
+  const shown = name.length > 40 ? `${name.slice(0, 39)}…` : name;
+  return count
+    ? `${shown} was not published: ${count} problem${count > 1 ? 's' : ''} (nothing was stored).`
+    : `${shown} was not published (nothing was stored).`;
 }
 
 export class Publisher {
@@ -54,24 +64,24 @@ export class Publisher {
     });
     let product: IProduct;
     try {
+      if (nameProblem(name)) {
+        // The runtime's URL cannot carry this name, so the Jupyter server checks the notebook by the
+        // runtime's rules: the name's problem and every other one are listed together.
+        const problems = await this._api.check(metadataName(panel) === null ? name : null, model.toJSON());
+        throw new ApiError(422, 'The notebook is not a valid product.', problems);
+      }
       product = await this._api.publish(name, model.toJSON(), panel.context.path);
     } catch (reason) {
       const error =
         reason instanceof ApiError ? reason : new ApiError(0, String(reason));
-      const count = error.problems.length;
+      // Every refusal lists its problems in one dialog; one without details is its own problem.
+      const problems = error.problems.length ? error.problems : [{ cell: null, message: error.message }];
       // A new notification, not an update of the "Publishing…" one: JupyterLab drops an update that
       // arrives before that toast is on screen (seen on a loaded machine), and the outcome is lost.
       Notification.dismiss(id);
-      Notification.error(
-        count
-          ? `${name} was not published: ${count} problem${count > 1 ? 's' : ''} (nothing was stored).`
-          : `${name} was not published: ${error.message}`,
-        { autoClose: false }
-      );
-      if (count) {
-        markProblems(panel, error.problems);
-        await showProblems(panel, name, error);
-      }
+      Notification.error(refusalToast(name, error.problems.length), { autoClose: false });
+      markProblems(panel, problems);
+      await showProblems(panel, name, error.problems.length ? error.message : 'The runtime refused the notebook.', problems);
       return null;
     }
     let runtimeUrl = 'http://127.0.0.1:8765';
@@ -166,15 +176,16 @@ function markProblems(panel: NotebookPanel, problems: IProblem[]): void {
 async function showProblems(
   panel: NotebookPanel,
   name: string,
-  error: ApiError
+  message: string,
+  problems: IProblem[]
 ): Promise<void> {
   const body = new Widget();
   body.addClass('nbmesh-Problems');
   const summary = document.createElement('p');
-  summary.textContent = `${error.message} Nothing was stored.`;
+  summary.textContent = `${message} Nothing was stored.`;
   body.node.appendChild(summary);
   const list = document.createElement('ul');
-  for (const problem of error.problems) {
+  for (const problem of problems) {
     const item = document.createElement('li');
     item.className = 'nbmesh-Problem';
     item.textContent = describeProblem(problem);

@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -109,21 +111,28 @@ def lab(tmp_path_factory, lab_root, e2e_runtime):
         process.wait()
 
 
-@pytest.fixture(scope="module")
-def page(lab):
+@contextmanager
+def chromium_page(shots: Path, width: int, height: int) -> Iterator[Page]:
+    """A page of Debian's Chromium, and an empty folder for its screenshots."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 950})
+        context = browser.new_context(viewport={"width": width, "height": height})
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         expect.set_options(timeout=TIMEOUT_MS)
         yield page
         context.close()
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    with chromium_page(SHOTS, 1500, 950) as page:
+        yield page
 
 
 def shot(page: Page, name: str) -> None:
@@ -239,9 +248,12 @@ def test_publish_try_and_open_a_run_from_jupyterlab(page: Page, lab, e2e_runtime
     failed = item.locator(".nbmesh-Run-failed")
     run_id = failed.get_attribute("data-run-id")
     failed.locator(".nbmesh-Run-open").click()
-    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=run_id)
+    # Its tab names the product, version and time; the run id is in the tab's tooltip.
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=f"{PRODUCT}@1 · ")
     expect(tab).to_be_visible()
+    expect(tab).to_have_attribute("title", f"Run {run_id} (read-only)")
     viewer = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    expect(viewer.locator(".jp-Notebook-footer")).to_be_hidden()
     expect(viewer).to_contain_text("limit = 0")
     expect(viewer).to_contain_text("ValueError")
     shot(page, "08-run-notebook-read-only")
