@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Callable
 
 import httpx
@@ -192,6 +193,12 @@ def test_listings_show_only_what_the_caller_may_read(guarded, who, fixed, owners
         paths = http.get("/openapi.json").json()["paths"]
         invocable = {p.split("/")[3] for p in paths if p.startswith("/api/products/") and "{name}" not in p}
         assert invocable & FIXED == fixed
+
+        # /metrics too: alpha's run shows only to who may read alpha; pool state to everyone.
+        text = http.get("/metrics").text
+        seen = set(re.findall(r'product="([^"]+)"', text))
+        assert seen <= names and ("alpha" in seen) == ("alpha" in fixed)
+        assert "nbmesh_kernels{" in text
 
         if "beta" in fixed:  # beta's downstream product sink shows only to who may read sink
             downstream = http.get("/api/products/beta").json()["downstream"]
