@@ -91,6 +91,10 @@ class Client:
 
         A notebook file whose ``metadata.nbmesh.files`` names files is sent with them, from its folder.
         """
+        return self.publish_with_status(notebook, name)[0]
+
+    def publish_with_status(self, notebook: str | Path | dict[str, Any], name: str | None = None) -> tuple[dict[str, Any], bool]:
+        """:meth:`publish`, and whether it made a new version (False: nothing changed, the current one)."""
         if isinstance(notebook, dict):
             nb, stem, path = notebook, None, None
         else:
@@ -108,13 +112,15 @@ class Client:
             raise InvalidRequest("No product name: pass one or set metadata.nbmesh.name.")
         meta = nb.get("metadata", {}).get("nbmesh") if isinstance(nb, dict) else None
         if path is None or not isinstance(meta, dict) or "files" not in meta:
-            return self._request("PUT", f"/api/products/{name}", json=nb).json()
+            answer = self._request("PUT", f"/api/products/{name}", json=nb)
+            return answer.json(), answer.status_code == 201
         files, problems = collect(path.parent, meta)
         if problems:
             raise InvalidNotebook(f"{path}: its files cannot be sent; nothing was published.", problems)
         with ExitStack() as stack:
             form = publish_form(path.read_bytes(), files, stack)
-            return self._request("PUT", f"/api/products/{name}", files=form).json()
+            answer = self._request("PUT", f"/api/products/{name}", files=form)
+            return answer.json(), answer.status_code == 201
 
     def unpublish(self, name: str) -> None:
         # Every change declares JSON, even without a body: a runtime without a token requires it.

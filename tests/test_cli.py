@@ -263,3 +263,28 @@ def test_a_bad_setting_stops_serve_with_one_line(tmp_path, args, message):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
+
+
+def test_a_republish_that_changes_nothing_says_unchanged(runtime, notebook_file):
+    name = unique("same")
+    path = str(notebook_file(CELLS, name=name))
+    assert f"published {name} version 1:" in nbmesh("publish", path, url=runtime.url).stdout
+    again = nbmesh("publish", path, url=runtime.url)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"unchanged: {name} version 1:") and "published" not in again.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["invoke"], "error: Missing argument 'name'. (see 'nbmesh invoke -h')"),
+        (["runs", "p", "--limit", "0"], "error: Invalid value for '--limit': "),
+        (["list", "--bogus"], "error: No such option: --bogus. (see 'nbmesh list -h')"),
+        (["nope"], "error: No such command 'nope'."),
+    ],
+)
+def test_a_usage_error_is_one_line_with_status_2(args, message):
+    proc = cli(*args)
+    assert proc.returncode == 2, proc
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
+    assert proc.stdout == ""
