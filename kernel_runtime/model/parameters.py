@@ -221,7 +221,9 @@ def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, 
             problems.append(
                 problem(
                     f"Line {stmt.lineno} of the parameters cell is not a plain assignment "
-                    "like `x: int = 3` or `x = 3`.",
+                    "like `x: int = 3` or `x = 3`."
+                    # The cell is read, not run: `Optional[str]` needs no import there.
+                    + (" Imports belong in a setup cell." if isinstance(stmt, (ast.Import, ast.ImportFrom)) else ""),
                     cell_index,
                 )
             )

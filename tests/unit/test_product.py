@@ -140,6 +140,7 @@ def test_a_notebook_without_parameters_cell_has_no_parameters():
         ("x: Optional[int] = 'a'", "default 'a' is not an int or null"),
         ("x = (1, 2)", "cannot infer a type from default"),
         ("import os", "Line 1 of the parameters cell is not a plain assignment"),
+        ("from typing import Optional", "like `x: int = 3` or `x = 3`. Imports belong in a setup cell."),
         ("x, y = 1, 2", "Line 1 of the parameters cell is not a plain assignment"),
         ("x = y = 1", "Line 1 of the parameters cell is not a plain assignment"),
         ("a = 1\nx += 1", "Line 2 of the parameters cell is not a plain assignment"),
