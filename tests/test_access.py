@@ -255,6 +255,21 @@ def test_with_a_token_host_and_origin_are_not_checked(guarded):
         assert r.status_code == 200 and r.json()["result"] == {"n": 8}
 
 
+def test_cli_sends_nbmesh_token_or_the_token_flag(guarded):
+    url = {"NBMESH_URL": guarded.url}
+    missing = cli("list", env={**url, "NBMESH_TOKEN": None})
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        "error: A valid bearer token is required: send 'Authorization: Bearer <token>'. Pass --token or set NBMESH_TOKEN."
+    ]
+    by_env = cli("list", "--json", env={**url, "NBMESH_TOKEN": TOKENS["consumer"]})
+    assert [p["name"] for p in json.loads(by_env.stdout)["products"]] == ["alpha"], by_env.stderr
+    by_flag = cli("list", "--json", "--token", TOKENS["publisher-b"], env={**url, "NBMESH_TOKEN": TOKENS["consumer"]})
+    assert {p["name"] for p in json.loads(by_flag.stdout)["products"]} & FIXED == {"gamma", "sink"}, by_flag.stderr
+    emitted = cli("emit", "sales.nobody-listens", "--token", TOKENS["emitter"], env=url)
+    assert emitted.returncode == 0 and emitted.stdout == "event sales.nobody-listens: 0 run(s)\n", emitted
+
+
 def test_nbmesh_token_output_is_ready_to_use(fresh_runtime, tmp_path):
     made = cli("token", "bi-dashboard")
     assert made.returncode == 0, made.stderr

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from ..errors import NbmeshError
+from ..errors import NbmeshError, Unauthorized
 from ..settings import DEFAULT_URL
 from .format import detail_lines
 
@@ -87,12 +87,19 @@ def fail(message: str, details: list[Any] = ()) -> NoReturn:
     raise typer.Exit(1)
 
 
+def message_of(exc: NbmeshError) -> str:
+    """The error's sentence; a 401 also says how this command sends a token."""
+    if isinstance(exc, Unauthorized):
+        return f"{exc.message} Pass --token or set NBMESH_TOKEN."
+    return exc.message
+
+
 def run_cli(fn: Callable[[], T]) -> T:
     """Call ``fn``; an nbmesh error ends the command as :func:`fail` says."""
     try:
         return fn()
     except NbmeshError as exc:
-        fail(exc.message, exc.details)
+        fail(message_of(exc), exc.details)
 
 
 def client(url: str | None, token: str | None):
