@@ -19,20 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from ..conftest import NOTEBOOKS, ROOT, Runtime, free_port
+from .conftest import empty_folder
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = ROOT / "test-output" / "e2e"
 TOKEN = "e2e-lab-token"
 PRODUCT = "weather-extremes"
@@ -110,20 +101,14 @@ def lab(tmp_path_factory, lab_root, e2e_runtime):
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 950})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        expect.set_options(timeout=TIMEOUT_MS)
-        yield page
-        context.close()
-        browser.close()
+def page(lab, browser: Browser):
+    empty_folder(SHOTS)
+    context = browser.new_context(viewport={"width": 1500, "height": 950})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    yield page
+    context.close()
 
 
 def shot(page: Page, name: str) -> None:
