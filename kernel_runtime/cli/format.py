@@ -113,7 +113,10 @@ def product_lines(product: dict[str, Any], url: str) -> list[str]:
         if product.get(key):
             lines.append(f"{key}: {product[key]}")
     lines.append(f"published: {product['published_at']}")
-    lines.append(f"invoke: POST {url}{product['invoke_url']}")
+    # invoke_url calls the newest version; an older one shown (`show p@1`) is invoked pinned.
+    newest = product["version"] == max(product["versions"], default=product["version"])
+    path = product["invoke_url"] if newest else f"/api/products/{product['name']}@{product['version']}/invoke"
+    lines.append(f"invoke: POST {url}{path}")
     if product.get("upstream"):
         lines.append(f"upstream: {', '.join(product['upstream'])}")
     if product.get("downstream"):

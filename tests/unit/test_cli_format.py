@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from kernel_runtime.cli.format import detail_lines, parameter_value, products_table, runs_table
+from kernel_runtime.cli.format import detail_lines, parameter_value, product_lines, products_table, runs_table
 
 RUN = {
     "run_id": "0123456789abcdef0123456789abcdef",
@@ -113,3 +113,11 @@ def test_text_for_a_json_typed_parameter_says_what_to_pass(spec, raw, says):
     with pytest.raises(ValueError) as info:
         parameter_value("x", raw, spec)
     assert str(info.value) == says
+
+
+@pytest.mark.parametrize("version, path", [(3, "/api/products/sales/invoke"), (2, "/api/products/sales@2/invoke")])
+def test_show_of_an_older_version_invokes_it_pinned(version, path):
+    product = {"name": "sales", "version": version, "versions": [2, 3], "published_at": "2026-11-25T19:08:11.123Z",
+               "invoke_url": "/api/products/sales/invoke", "parameters": {}}
+    lines = product_lines(product, "http://127.0.0.1:8765")
+    assert f"invoke: POST http://127.0.0.1:8765{path}" in lines
