@@ -54,7 +54,12 @@ class Client:
         self.url = (url or default_url()).rstrip("/")
         token = token if token is not None else os.environ.get("NBMESH_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        if not self.url.lower().startswith(("http://", "https://")):
+            raise InvalidRequest(f"The runtime URL must start with http:// or https://, got {self.url!r}.")
+        try:
+            self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise InvalidRequest(f"The runtime URL {self.url!r} is not valid: {exc}.") from None
 
     def close(self) -> None:
         self._http.close()
@@ -69,7 +74,7 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise NbmeshError(f"Cannot reach the nbmesh runtime at {self.url}: {exc}.") from exc
+            raise NbmeshError(f"Cannot reach the nbmesh runtime at {self.url}: {str(exc).rstrip('.')}.") from exc
         if response.status_code < 400:
             return response
         body = _json(response)

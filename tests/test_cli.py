@@ -288,3 +288,16 @@ def test_a_usage_error_is_one_line_with_status_2(args, message):
     assert proc.returncode == 2, proc
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("notaurl", "error: The runtime URL must start with http:// or https://, got 'notaurl'."),
+        ("http://[::1", "error: The runtime URL 'http://[::1' is not valid: "),
+    ],
+)
+def test_a_url_that_is_not_one_is_one_error_line(url, says):
+    proc = cli("list", "--url", url)
+    assert proc.returncode == 1 and proc.stderr.startswith(says), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr

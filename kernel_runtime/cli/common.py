@@ -46,7 +46,7 @@ class _App(typer.Typer):
         except click_errors.ClickException as exc:
             complain(exc.format_message())
             sys.exit(exc.exit_code)
-        except click_errors.Abort:
+        except typer.Abort:
             complain("Aborted.")
             sys.exit(1)
         sys.exit(status if isinstance(status, int) else 0)
@@ -105,7 +105,7 @@ def run_cli(fn: Callable[[], T]) -> T:
 def client(url: str | None, token: str | None):
     from ..client import Client
 
-    return Client(url=url, token=token)
+    return run_cli(lambda: Client(url=url, token=token))
 
 
 def print_json(value: Any) -> None:
