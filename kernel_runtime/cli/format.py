@@ -13,6 +13,9 @@ from typing import Any
 
 from rich.table import Table
 
+from .. import jsontext
+from ..errors import NbmeshError
+
 
 # problems ----------------------------------------------------------------------------------------
 def detail_lines(details: list[Any]) -> list[str]:
@@ -148,11 +151,16 @@ def parameter_value(key: str, raw: str, spec: dict[str, Any] | None) -> Any:
     the other types take JSON, and text that is not JSON is a ValueError saying what to pass.
     """
     kind = (spec or {}).get("type")
+    try:
+        (key + raw).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 on the command line (Python keeps them as surrogates)
+        raise ValueError(f"Parameter {key!r}: its name or value is not valid UTF-8 text.") from None
     if kind == "str":
         return raw
     try:
-        return json.loads(raw)
-    except ValueError:
+        # Strict JSON: NaN, Infinity and a lone surrogate are not JSON values, so they are not sent as such.
+        return jsontext.loads(raw, f"Parameter {key!r}")
+    except NbmeshError:
         if kind not in _EXAMPLES:
             return raw
     what, example = _EXAMPLES[kind]
