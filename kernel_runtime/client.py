@@ -71,6 +71,11 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if "json" in kwargs:
+            # Python's own encoding, which writes NaN and escapes lone surrogates, rather than httpx's, which
+            # raises on them: the runtime then says what is wrong (a 422 naming where), as it does for anyone.
+            kwargs["content"] = json.dumps(kwargs.pop("json")).encode()
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:

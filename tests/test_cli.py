@@ -301,3 +301,11 @@ def test_a_url_that_is_not_one_is_one_error_line(url, says):
     proc = cli("list", "--url", url)
     assert proc.returncode == 1 and proc.stderr.startswith(says), proc.stderr
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_a_notebook_file_holding_nan_is_refused_by_the_runtime_with_its_place(runtime, notebook_file):
+    path = notebook_file(CELLS, name=unique("nan"), timeout="__NAN__")
+    path.write_text(path.read_text().replace('"__NAN__"', "NaN"))
+    proc = nbmesh("publish", str(path), url=runtime.url)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "  The notebook holds NaN at /metadata/nbmesh/timeout: JSON has no NaN or Infinity." in proc.stderr.splitlines()
