@@ -117,7 +117,7 @@ def test_publish_publishes_what_it_can_and_names_each_refusal(runtime, notebook_
 def test_version_and_short_help():
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip().startswith("nbmesh ") and version.stdout.strip()[7].isdigit()
-    for args in (["-h"], ["--help"], ["invoke", "-h"]):
+    for args in ([], ["-h"], ["--help"], ["invoke", "-h"]):
         proc = cli(*args)
         assert proc.returncode == 0 and "Usage" in proc.stdout, proc.stderr
     assert "--json" in cli("invoke", "-h", env={"COLUMNS": "200"}).stdout

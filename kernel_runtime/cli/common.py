@@ -35,9 +35,9 @@ class _App(typer.Typer):
     def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
         try:
             status = typer.main.get_command(self).main(*args, standalone_mode=False, **kwargs)
-        except _NO_ARGS as exc:  # bare `nbmesh`: the help, as before
+        except _NO_ARGS as exc:  # bare `nbmesh`: the help is the answer, not an error (click >= 8.2 says 2)
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(0)
         except click_errors.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
             message = exc.format_message()
