@@ -58,7 +58,12 @@ class Client:
         self.url = (url or default_url()).rstrip("/")
         token = token if token is not None else os.environ.get("NBMESH_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        if not self.url.lower().startswith(("http://", "https://")):
+            raise InvalidRequest(f"The runtime URL must start with http:// or https://, got {self.url!r}.")
+        try:
+            self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as exc:
+            raise InvalidRequest(f"The runtime URL {self.url!r} is not valid: {exc}.") from None
 
     def close(self) -> None:
         self._http.close()
@@ -70,10 +75,15 @@ class Client:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if "json" in kwargs:
+            # Python's own encoding, which writes NaN and escapes lone surrogates, rather than httpx's, which
+            # raises on them: the runtime then says what is wrong (a 422 naming where), as it does for anyone.
+            kwargs["content"] = json.dumps(kwargs.pop("json")).encode()
+            kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise NbmeshError(f"Cannot reach the nbmesh runtime at {self.url}: {exc}.") from exc
+            raise NbmeshError(f"Cannot reach the nbmesh runtime at {self.url}: {str(exc).rstrip('.')}.") from exc
         if response.status_code < 400:
             return response
         body = _json(response)
@@ -95,6 +105,10 @@ class Client:
 
         A notebook file whose ``metadata.nbmesh.files`` names files is sent with them, from its folder.
         """
+        return self.publish_with_status(notebook, name)[0]
+
+    def publish_with_status(self, notebook: str | Path | dict[str, Any], name: str | None = None) -> tuple[dict[str, Any], bool]:
+        """:meth:`publish`, and whether it made a new version (False: nothing changed, the current one)."""
         if isinstance(notebook, dict):
             nb, stem, path = notebook, None, None
         else:
@@ -112,13 +126,15 @@ class Client:
             raise InvalidRequest("No product name: pass one or set metadata.nbmesh.name.")
         meta = nb.get("metadata", {}).get("nbmesh") if isinstance(nb, dict) else None
         if path is None or not isinstance(meta, dict) or "files" not in meta:
-            return self._request("PUT", f"/api/products/{name}", json=nb).json()
+            answer = self._request("PUT", f"/api/products/{name}", json=nb)
+            return answer.json(), answer.status_code == 201
         files, problems = collect(path.parent, meta)
         if problems:
             raise InvalidNotebook(f"{path}: its files cannot be sent; nothing was published.", problems)
         with ExitStack() as stack:
             form = publish_form(path.read_bytes(), files, stack)
-            return self._request("PUT", f"/api/products/{name}", files=form).json()
+            answer = self._request("PUT", f"/api/products/{name}", files=form)
+            return answer.json(), answer.status_code == 201
 
     def unpublish(self, name: str) -> None:
         # Every change declares JSON, even without a body: a runtime without a token requires it.

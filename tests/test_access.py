@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Callable
 
 import httpx
@@ -196,6 +197,12 @@ def test_listings_show_only_what_the_caller_may_read(guarded, who, fixed, owners
         invocable = {p.split("/")[3] for p in paths if p.startswith("/api/products/") and "{name}" not in p}
         assert invocable & FIXED == fixed
 
+        # /metrics too: alpha's run shows only to who may read alpha; pool state to everyone.
+        text = http.get("/metrics").text
+        seen = set(re.findall(r'product="([^"]+)"', text))
+        assert seen <= names and ("alpha" in seen) == ("alpha" in fixed)
+        assert "nbmesh_kernels{" in text
+
         if "beta" in fixed:  # beta's downstream product sink shows only to who may read sink
             downstream = http.get("/api/products/beta").json()["downstream"]
             assert downstream == (["sink"] if "sink" in fixed else [])
@@ -249,6 +256,21 @@ def test_with_a_token_host_and_origin_are_not_checked(guarded):
     with guarded.client(headers=headers) as http:
         r = http.post("/api/products/alpha/invoke", content=b'{"n": 8}', headers={"Content-Type": "text/plain"})
         assert r.status_code == 200 and r.json()["result"] == {"n": 8}
+
+
+def test_cli_sends_nbmesh_token_or_the_token_flag(guarded):
+    url = {"NBMESH_URL": guarded.url}
+    missing = cli("list", env={**url, "NBMESH_TOKEN": None})
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        "error: A valid bearer token is required: send 'Authorization: Bearer <token>'. Pass --token or set NBMESH_TOKEN."
+    ]
+    by_env = cli("list", "--json", env={**url, "NBMESH_TOKEN": TOKENS["consumer"]})
+    assert [p["name"] for p in json.loads(by_env.stdout)["products"]] == ["alpha"], by_env.stderr
+    by_flag = cli("list", "--json", "--token", TOKENS["publisher-b"], env={**url, "NBMESH_TOKEN": TOKENS["consumer"]})
+    assert {p["name"] for p in json.loads(by_flag.stdout)["products"]} & FIXED == {"gamma", "sink"}, by_flag.stderr
+    emitted = cli("emit", "sales.nobody-listens", "--token", TOKENS["emitter"], env=url)
+    assert emitted.returncode == 0 and emitted.stdout == "event sales.nobody-listens: 0 run(s)\n", emitted
 
 
 def test_nbmesh_token_output_is_ready_to_use(fresh_runtime, tmp_path):

@@ -117,7 +117,7 @@ def test_publish_publishes_what_it_can_and_names_each_refusal(runtime, notebook_
 def test_version_and_short_help():
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip().startswith("nbmesh ") and version.stdout.strip()[7].isdigit()
-    for args in (["-h"], ["--help"], ["invoke", "-h"]):
+    for args in ([], ["-h"], ["--help"], ["invoke", "-h"]):
         proc = cli(*args)
         assert proc.returncode == 0 and "Usage" in proc.stdout, proc.stderr
     assert "--json" in cli("invoke", "-h", env={"COLUMNS": "200"}).stdout
@@ -263,3 +263,49 @@ def test_a_bad_setting_stops_serve_with_one_line(tmp_path, args, message):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[0].startswith(message), proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
+
+
+def test_a_republish_that_changes_nothing_says_unchanged(runtime, notebook_file):
+    name = unique("same")
+    path = str(notebook_file(CELLS, name=name))
+    assert f"published {name} version 1:" in nbmesh("publish", path, url=runtime.url).stdout
+    again = nbmesh("publish", path, url=runtime.url)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"unchanged: {name} version 1:") and "published" not in again.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["invoke"], "error: Missing argument 'name'. (see 'nbmesh invoke -h')"),
+        (["runs", "p", "--limit", "0"], "error: Invalid value for '--limit': "),
+        (["list", "--bogus"], "error: No such option: --bogus. (see 'nbmesh list -h')"),
+        (["nope"], "error: No such command 'nope'."),
+    ],
+)
+def test_a_usage_error_is_one_line_with_status_2(args, message):
+    proc = cli(*args)
+    assert proc.returncode == 2, proc
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(message), proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("notaurl", "error: The runtime URL must start with http:// or https://, got 'notaurl'."),
+        ("http://[::1", "error: The runtime URL 'http://[::1' is not valid: "),
+    ],
+)
+def test_a_url_that_is_not_one_is_one_error_line(url, says):
+    proc = cli("list", "--url", url)
+    assert proc.returncode == 1 and proc.stderr.startswith(says), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_a_notebook_file_holding_nan_is_refused_by_the_runtime_with_its_place(runtime, notebook_file):
+    path = notebook_file(CELLS, name=unique("nan"), timeout="__NAN__")
+    path.write_text(path.read_text().replace('"__NAN__"', "NaN"))
+    proc = nbmesh("publish", str(path), url=runtime.url)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "  The notebook holds NaN at /metadata/nbmesh/timeout: JSON has no NaN or Infinity." in proc.stderr.splitlines()

@@ -89,7 +89,7 @@ def test_parameters_cell_only_assignments():
 
 def test_annotation_must_match_default():
     problems = problems_of(make_notebook([("parameters", 'x: int = "three"'), ("output", "x")], "p"))
-    assert any("is not a int" in p for p in problems)
+    assert any("is not an int" in p for p in problems)
 
 
 def test_output_cell_must_end_with_expression():

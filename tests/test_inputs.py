@@ -112,6 +112,17 @@ def test_trigger_literal_parameters_are_checked_at_publish(runtime, http):
     assert http.get("/api/products").status_code == 200
 
 
+def test_nan_inside_a_cell_is_a_problem_naming_that_cell(runtime, http):
+    name = unique("cell-nan")
+    nb = make_notebook([*PARAMS, ("md", "notes")])
+    nb["cells"][-1]["metadata"]["weight"] = "__NAN__"
+    body = error_of(send(http, f"/api/products/{name}", with_token(nb, "__NAN__", "NaN"), "PUT"), 422)
+    index = len(nb["cells"]) - 1
+    assert [d["cell"] for d in body["details"]] == [index], body
+    assert f"/cells/{index}/metadata/weight" in body["details"][0]["message"]
+    assert stored_versions(runtime.store, name) == []
+
+
 @pytest.mark.parametrize(
     "source, fragment",
     [

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 # The test suite's own runtime and CLI helpers: `nbmesh serve` on loopback, `nbmesh` subcommands.
 from tests.conftest import Runtime, cli, free_port  # noqa: E402
-from tests.e2e.test_lab_e2e import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 IMAGES = ROOT / "docs" / "images"
 

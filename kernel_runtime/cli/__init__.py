@@ -30,4 +30,4 @@ def _root(
 
 
 def main() -> None:
-    app()
+    app(prog_name="nbmesh")  # also under `python -m kernel_runtime`, whose messages then name the command to type

@@ -14,13 +14,45 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from ..errors import NbmeshError
+from ..errors import NbmeshError, Unauthorized
 from ..settings import DEFAULT_URL
 from .format import detail_lines
 
+try:  # recent typer carries its own copy of click, whose exceptions its commands raise
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer uses click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+_NO_ARGS = getattr(click_errors, "NoArgsIsHelpError", ())  # click >= 8.2
+
 T = TypeVar("T")
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """typer's app, whose usage errors end as every other error does: one ``error:`` line, status 2.
+
+    (typer would draw a box of several lines around the message, after a usage line.)
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        try:
+            status = typer.main.get_command(self).main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS as exc:  # bare `nbmesh`: the help is the answer, not an error (click >= 8.2 says 2)
+            exc.show()
+            sys.exit(0)
+        except click_errors.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
+            message = exc.format_message()
+            complain(f"{message}{'' if message.endswith(('.', '?', '!')) else '.'}{hint}")
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            complain(exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            complain("Aborted.")
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)
+
+
+app = _App(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -55,18 +87,25 @@ def fail(message: str, details: list[Any] = ()) -> NoReturn:
     raise typer.Exit(1)
 
 
+def message_of(exc: NbmeshError) -> str:
+    """The error's sentence; a 401 also says how this command sends a token."""
+    if isinstance(exc, Unauthorized):
+        return f"{exc.message} Pass --token or set NBMESH_TOKEN."
+    return exc.message
+
+
 def run_cli(fn: Callable[[], T]) -> T:
     """Call ``fn``; an nbmesh error ends the command as :func:`fail` says."""
     try:
         return fn()
     except NbmeshError as exc:
-        fail(exc.message, exc.details)
+        fail(message_of(exc), exc.details)
 
 
 def client(url: str | None, token: str | None):
     from ..client import Client
 
-    return Client(url=url, token=token)
+    return run_cli(lambda: Client(url=url, token=token))
 
 
 def json_text(value: Any) -> bytes:

@@ -13,6 +13,9 @@ from typing import Any
 
 from rich.table import Table
 
+from .. import jsontext
+from ..errors import NbmeshError
+
 
 # problems ----------------------------------------------------------------------------------------
 def detail_lines(details: list[Any]) -> list[str]:
@@ -113,7 +116,10 @@ def product_lines(product: dict[str, Any], url: str) -> list[str]:
         if product.get(key):
             lines.append(f"{key}: {product[key]}")
     lines.append(f"published: {product['published_at']}")
-    lines.append(f"invoke: POST {url}{product['invoke_url']}")
+    # invoke_url calls the newest version; an older one shown (`show p@1`) is invoked pinned.
+    newest = product["version"] == max(product["versions"], default=product["version"])
+    path = product["invoke_url"] if newest else f"/api/products/{product['name']}@{product['version']}/invoke"
+    lines.append(f"invoke: POST {url}{path}")
     if product.get("upstream"):
         lines.append(f"upstream: {', '.join(product['upstream'])}")
     if product.get("downstream"):
@@ -145,11 +151,16 @@ def parameter_value(key: str, raw: str, spec: dict[str, Any] | None) -> Any:
     the other types take JSON, and text that is not JSON is a ValueError saying what to pass.
     """
     kind = (spec or {}).get("type")
+    try:
+        (key + raw).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 on the command line (Python keeps them as surrogates)
+        raise ValueError(f"Parameter {key!r}: its name or value is not valid UTF-8 text.") from None
     if kind == "str":
         return raw
     try:
-        return json.loads(raw)
-    except ValueError:
+        # Strict JSON: NaN, Infinity and a lone surrogate are not JSON values, so they are not sent as such.
+        return jsontext.loads(raw, f"Parameter {key!r}")
+    except NbmeshError:
         if kind not in _EXAMPLES:
             return raw
     what, example = _EXAMPLES[kind]

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import NbmeshError
-from .common import JsonOption, TokenOption, UrlOption, app, client, complain, fail, out, print_json, run_cli, say
+from .common import JsonOption, TokenOption, UrlOption, app, client, complain, fail, message_of, out, print_json, run_cli, say
 from .format import product_lines, products_table
 
 
@@ -26,13 +26,15 @@ def publish(
     with client(url, token) as runtime:
         for path in notebooks:
             try:
-                product = runtime.publish(path, name=name)
+                product, created = runtime.publish_with_status(path, name=name)
             except NbmeshError as exc:
                 # Say why, then go on: the other notebooks do not depend on this one.
-                complain(f"{path} was not published: {exc.message}", exc.details)
+                complain(f"{path} was not published: {message_of(exc)}", exc.details)
                 refused.append(str(path))
                 continue
-            say(f"published {product['name']} version {product['version']}: POST {runtime.url}{product['invoke_url']}")
+            # A republish that changes nothing makes no version: say so rather than "published".
+            done = "published" if created else "unchanged:"
+            say(f"{done} {product['name']} version {product['version']}: POST {runtime.url}{product['invoke_url']}")
     if refused:
         published = len(notebooks) - len(refused)
         fail(f"{len(refused)} of {len(notebooks)} notebooks refused ({published} published): {', '.join(refused)}.")

@@ -110,4 +110,4 @@ def emit(
     """Publish an event; products subscribed to its topic run. Payload: -p KEY VALUE ..."""
     with client(url, token) as runtime:
         answer = run_cli(lambda: runtime.emit(topic, parse_pairs(ctx.args)))
-    say(f"event {answer['topic']}: {len(answer['runs'])} run(s) {' '.join(answer['runs'])}")
+    say(f"event {answer['topic']}: {len(answer['runs'])} run(s) {' '.join(answer['runs'])}".rstrip())

@@ -107,15 +107,16 @@ def serve(
 
     def on_kernel_ready(kernel) -> None:
         ready[0] += 1
-        err.print(f"[cyan]kernel {ready[0]}/{kernels} started[/]", highlight=False)
+        err.print(f"[cyan]kernel {ready[0]}/{kernels} started[/]", highlight=False, soft_wrap=True)
 
     def on_started() -> None:
         callers = f"{len(principals.by_digest)} principal(s)" if principals else "no token, loopback callers only"
         where = f"http://{host}:{settings.http.port}"
-        err.print(f"[bold green]nbmesh answers on {where}[/] ({len(service.catalog)} product(s); {callers})", highlight=False)
+        err.print(f"[bold green]nbmesh answers on {where}[/] ({len(service.catalog)} product(s); {callers})", highlight=False, soft_wrap=True)
 
     sock = listen(host, settings.http.port)
-    err.print(f"nbmesh: store {blob_store.url}, starting {kernels} kernel(s) ({settings.pool.spares} spare)…", highlight=False)
+    # Progress lines stay one line each, whatever the width (soft_wrap); a store path is not markup.
+    err.print(f"nbmesh: store {blob_store.url}, starting {kernels} kernel(s) ({settings.pool.spares} spare)…", highlight=False, soft_wrap=True, markup=False)
     application = create_app(service, principals, host=host, allowed_origins=origins, on_kernel_ready=on_kernel_ready)
     config = uvicorn.Config(
         application, host=host, port=settings.http.port, log_level="warning", lifespan="on",

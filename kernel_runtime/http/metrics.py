@@ -109,5 +109,21 @@ class Metrics:
         if run.duration_ms is not None:
             self.latency.labels(run.product).observe(run.duration_ms / 1000)
 
-    def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def render(self, may_read: Callable[[str], bool] | None = None) -> tuple[bytes, str]:
+        """The text format; with ``may_read``, only the per-product series of the products it lets through."""
+        source = self.registry if may_read is None else _Readable(self.registry, may_read)
+        return generate_latest(source), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
+
+
+class _Readable:
+    """A registry's metrics without the samples of products the caller may not read (a listing, filtered)."""
+
+    def __init__(self, registry: CollectorRegistry, may_read: Callable[[str], bool]) -> None:
+        self.registry = registry
+        self.may_read = may_read
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            kept = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            kept.samples = [s for s in metric.samples if "product" not in s.labels or self.may_read(s.labels["product"])]
+            yield kept

@@ -256,7 +256,8 @@ async def openapi(request: Request) -> Response:
 
 @operation("metrics", "Prometheus metrics", {200: ({"type": "string"}, "Prometheus text format.")}, media="text/plain")
 async def metrics(request: Request) -> Response:
-    body, content_type = request.app.state.metrics.render()
+    # Runs by product are a listing too: a caller sees the series of the products it may read.
+    body, content_type = request.app.state.metrics.render(None if principal_of(request).admin else readable(request))
     return Response(body, headers={"Content-Type": content_type})
 
 

@@ -61,8 +61,10 @@ class _Compiled:
         self.role = role
         tree = ast.parse(TransformerManager().transform_cell(source))
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        self.body = compile(tree, f"<cell {index}>", "exec")
-        self.last = compile(ast.Expression(last.value), f"<cell {index}>", "eval") if last else None
+        # Tracebacks number cells from 1, as JupyterLab does; ``index`` stays 0-based for the records.
+        where = f"<cell {index + 1}>"
+        self.body = compile(tree, where, "exec")
+        self.last = compile(ast.Expression(last.value), where, "eval") if last else None
 
 
 class Runner:

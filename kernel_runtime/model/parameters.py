@@ -221,7 +221,9 @@ def parse_parameters(source: str, cell_index: int, problems: list) -> dict[str, 
             problems.append(
                 problem(
                     f"Line {stmt.lineno} of the parameters cell is not a plain assignment "
-                    "like `x: int = 3` or `x = 3`.",
+                    "like `x: int = 3` or `x = 3`."
+                    # The cell is read, not run: `Optional[str]` needs no import there.
+                    + (" Imports belong in a setup cell." if isinstance(stmt, (ast.Import, ast.ImportFrom)) else ""),
                     cell_index,
                 )
             )
@@ -288,7 +290,7 @@ def _parameter(stmt: ast.Assign | ast.AnnAssign, source: str, comment: str, cell
         nullable = type_name != ANY and (optional or default is None)
         param = Parameter(name=name, type=type_name, default=default, nullable=nullable)
         if not param.accepts(default):
-            problems.append(problem(f"Parameter {name!r}: default {text} is not a {param.type_text}.", cell_index))
+            problems.append(problem(f"Parameter {name!r}: default {text} is not {'an' if param.type[0] in 'aeiou' else 'a'} {param.type_text}.", cell_index))
             return None
     return Parameter(name=name, type=type_name, default=as_type(default, type_name), help=help_text, nullable=nullable)
 

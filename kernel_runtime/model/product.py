@@ -110,7 +110,7 @@ def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
     except MalformedJSON as exc:
         raise InvalidNotebook("The body is not a notebook.", [problem(exc.message)]) from None
     except UnacceptableJSON as exc:
-        raise InvalidNotebook("The notebook is not a valid product.", [problem(exc.message)]) from None
+        raise InvalidNotebook("The notebook is not a valid product.", [problem(exc.message, _cell_at(exc.details))]) from None
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise InvalidNotebook("The body is not a notebook.", [problem("A notebook is a JSON object with 'cells'.")])
     if raw.get("nbformat") != 4:
@@ -123,6 +123,13 @@ def read_notebook(data: bytes | str) -> nbformat.NotebookNode:
         return nbformat.reads(data, as_version=nbformat.NO_CONVERT)
     except Exception as exc:  # nbformat raises several unrelated types for malformed notebooks
         raise InvalidNotebook("The body is not a notebook.", [problem(f"Could not read the notebook: {exc}")]) from exc
+
+
+def _cell_at(details: list[Any]) -> int | None:
+    """The index of the cell a JSON problem's pointer (``/cells/2/...``) is in, so the problem names it."""
+    pointer = details[0].get("path") if details and isinstance(details[0], dict) else None
+    found = re.match(r"/cells/([0-9]+)(?:/|$)", pointer) if isinstance(pointer, str) else None
+    return int(found[1]) if found else None
 
 
 # Problems with ``metadata.nbmesh.triggers``, given the product's name and parameters (the trigger rules).

@@ -11,16 +11,15 @@ go to test-output/e2e-catalog/.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from ..conftest import ROOT, Runtime, free_port, make_notebook, runs_of, wait_for
-from .test_lab_e2e import CHROMIUM, CHROMIUM_ARGS
+from .conftest import empty_folder
 
 SHOTS = ROOT / "test-output" / "e2e-catalog"
 TOKEN = "e2e-catalog-token"
@@ -73,19 +72,12 @@ def token_runtime(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser() -> Browser:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
-    shutil.rmtree(SHOTS, ignore_errors=True)
-    SHOTS.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def shots() -> Path:
+    return empty_folder(SHOTS)
 
 
 @pytest.fixture
-def context(browser: Browser):
+def context(browser: Browser, shots: Path):
     """A fresh browser context (its own sessionStorage) whose every request must stay on loopback."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(TIMEOUT_MS)

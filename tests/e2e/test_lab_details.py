@@ -1,7 +1,7 @@
 """JupyterLab details in Debian's Chromium: role buttons, one refusal for every problem, the Data products panel.
 
-The Jupyter server, runtime and browser are those of test_lab_e2e (its fixtures,
-imported here); this module serves its own folder of notebooks. Screenshots go
+The Jupyter server, runtime and browser come from tests/e2e/conftest.py; this
+module serves its own folder of notebooks. Screenshots go
 to test-output/e2e-details/.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from ..conftest import ROOT, make_notebook, publish
-from .test_lab_e2e import TOKEN, chromium_page, e2e_runtime, lab  # noqa: F401 - e2e_runtime and lab are fixtures
+from .conftest import TIMEOUT_MS, TOKEN, browser_page, empty_folder
 
 SHOTS = ROOT / "test-output" / "e2e-details"
 ROLES = ("parameters", "setup", "output")
@@ -39,8 +39,9 @@ def lab_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(lab):
-    with chromium_page(SHOTS, 1400, 900) as page:
+def page(lab, browser):
+    empty_folder(SHOTS)
+    with browser_page(browser, 1400, 900, TIMEOUT_MS) as page:
         # Leaving a notebook with unsaved tag changes: the page's "leave?" prompt is accepted.
         page.on("dialog", lambda dialog: dialog.accept())
         yield page

@@ -10,42 +10,19 @@ Screenshots of each step go to test-output/e2e/.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from ..conftest import NOTEBOOKS, ROOT, Runtime, free_port
+from ..conftest import NOTEBOOKS, ROOT
+from .conftest import TIMEOUT_MS, TOKEN, browser_page, empty_folder
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = ROOT / "test-output" / "e2e"
-TOKEN = "e2e-lab-token"
 PRODUCT = "weather-extremes"
-TIMEOUT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def e2e_runtime(tmp_path_factory):
-    rt = Runtime(store=str(tmp_path_factory.mktemp("e2e-store")), port=free_port()).start()
-    yield rt
-    rt.stop()
 
 
 @pytest.fixture(scope="module")
@@ -64,74 +41,9 @@ def lab_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, lab_root, e2e_runtime):
-    """`jupyter lab` on a free port, its nbmesh extension pointed at the test's runtime."""
-    state = tmp_path_factory.mktemp("lab-state")
-    settings = state / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    # No news or update toasts: the only notifications on screen are nbmesh's.
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False})
-    )
-    port = free_port()
-    env = {**os.environ, "NBMESH_URL": e2e_runtime.url, "NBMESH_START_RUNTIME": "0", "JUPYTER_PLATFORM_DIRS": "1"}
-    env.pop("NBMESH_TOKEN", None)
-    log_path = state / "lab.log"
-    command = [
-        sys.executable, "-m", "jupyterlab",
-        "--no-browser", "--allow-root",
-        f"--port={port}", "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={lab_root}",
-        f"--LabApp.user_settings_dir={state / 'settings'}",
-        f"--LabApp.workspaces_dir={state / 'workspaces'}",
-    ]  # fmt: skip
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"jupyter lab exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/api/status", params={"token": TOKEN}, timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.terminate()
-            pytest.fail(f"jupyter lab did not answer within 120 s:\n{log_path.read_text()}")
-        time.sleep(0.5)
-    yield url
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def chromium_page(shots: Path, width: int, height: int) -> Iterator[Page]:
-    """A page of Debian's Chromium, and an empty folder for its screenshots."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium).")
-    shutil.rmtree(shots, ignore_errors=True)
-    shots.mkdir(parents=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": width, "height": height})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        expect.set_options(timeout=TIMEOUT_MS)
-        yield page
-        context.close()
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def page(lab):
-    with chromium_page(SHOTS, 1500, 950) as page:
+def page(lab, browser: Browser):
+    empty_folder(SHOTS)
+    with browser_page(browser, 1500, 950, TIMEOUT_MS) as page:
         yield page
 
 

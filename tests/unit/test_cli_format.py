@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from kernel_runtime.cli.format import detail_lines, parameter_value, products_table, runs_table
+from kernel_runtime.cli.format import detail_lines, parameter_value, product_lines, products_table, runs_table
 
 RUN = {
     "run_id": "0123456789abcdef0123456789abcdef",
@@ -113,3 +113,31 @@ def test_text_for_a_json_typed_parameter_says_what_to_pass(spec, raw, says):
     with pytest.raises(ValueError) as info:
         parameter_value("x", raw, spec)
     assert str(info.value) == says
+
+
+@pytest.mark.parametrize("version, path", [(3, "/api/products/sales/invoke"), (2, "/api/products/sales@2/invoke")])
+def test_show_of_an_older_version_invokes_it_pinned(version, path):
+    product = {"name": "sales", "version": version, "versions": [2, 3], "published_at": "2026-11-25T19:08:11.123Z",
+               "invoke_url": "/api/products/sales/invoke", "parameters": {}}
+    lines = product_lines(product, "http://127.0.0.1:8765")
+    assert f"invoke: POST http://127.0.0.1:8765{path}" in lines
+
+
+@pytest.mark.parametrize("kind", [None, "any"])
+def test_p_values_that_json_has_no_word_for_are_text(kind):
+    spec = {"type": kind} if kind else None
+    assert parameter_value("x", "NaN", spec) == "NaN"
+    assert parameter_value("x", "-Infinity", spec) == "-Infinity"
+    assert parameter_value("x", '"\\ud800"', spec) == '"\\ud800"'  # a lone surrogate is no JSON text either
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "1e400"])
+def test_a_float_parameter_refuses_what_json_has_no_number_for(raw):
+    with pytest.raises(ValueError, match="Parameter 'x' is a float: pass it as JSON"):
+        parameter_value("x", raw, {"type": "float"})
+
+
+@pytest.mark.parametrize("key, raw", [("x", "caf\udce9"), ("\udcff", "1")])
+def test_p_text_that_was_not_utf_8_is_refused(key, raw):
+    with pytest.raises(ValueError, match="is not valid UTF-8 text"):
+        parameter_value(key, raw, {"type": "str"})

@@ -61,7 +61,7 @@ def test_any_and_other_nullable_types(line, expected):
         ("x: int | str = 1", "type 'int | str' is not one of int, float, str, bool, list, dict, any"),
         ("x: Union[int, str, None] = 1", "is not one of"),
         ("x: None = None", "type 'None' is not one of"),
-        ("x: Optional[int] = 'a'", "default 'a' is not a int or null"),
+        ("x: Optional[int] = 'a'", "default 'a' is not an int or null"),
     ],
 )
 def test_unions_that_are_not_t_or_none_are_refused(line, fragment):
