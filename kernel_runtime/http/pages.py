@@ -13,7 +13,9 @@ not API operations, so they are not in ``ROUTES`` nor in ``/openapi.json``.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -40,6 +42,26 @@ HEADERS = {
 }
 
 
+# Fixed media types for the assets: `mimetypes` (which StaticFiles asks) is one table per process,
+# and other packages loaded beside the runtime (jupyter_server) change what `.js` maps to.
+MEDIA_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
+
+
+class Assets(StaticFiles):
+    """Static files whose scripts, styles and pages always carry the same media type."""
+
+    def file_response(self, full_path: Any, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(full_path, *args, **kwargs)
+        media_type = MEDIA_TYPES.get(os.path.splitext(str(full_path))[1])
+        if media_type is not None:
+            response.headers["content-type"] = media_type
+        return response
+
+
 def swagger_ui_dir() -> Path:
     """Swagger UI's static files, as the ``swagger-ui-py`` wheel ships them.
 
@@ -64,8 +86,8 @@ def page_routes() -> list[BaseRoute]:
     return [
         Route("/", catalog_page, methods=["GET"], include_in_schema=False),
         Route("/docs", docs_page, methods=["GET"], include_in_schema=False),
-        Mount(CATALOG_ASSETS, app=StaticFiles(directory=STATIC / "ui")),
-        Mount(SWAGGER_ASSETS, app=StaticFiles(directory=swagger_ui_dir())),
+        Mount(CATALOG_ASSETS, app=Assets(directory=STATIC / "ui")),
+        Mount(SWAGGER_ASSETS, app=Assets(directory=swagger_ui_dir())),
     ]
 
 
