@@ -1,24 +1,27 @@
 """The write-behind writer: finished runs reach the store after their caller has the answer.
 
 A finished run is kept in memory (:class:`Unsaved`) from the moment it is
-recorded until the store has it, so reads never miss it. One task takes every
-run recorded so far and, in one hop to a thread, builds each one's executed
-notebook and writes its record (a thread hop per run, twice, was a measured
-share of the runtime's CPU: docs/performance.md); while the store is down it
-waits and retries (with backoff, ``settings.store.write_retry``), so no finished
-run is dropped.
+recorded until the store has it, so reads never miss it. One dedicated thread
+takes every run recorded so far, builds each one's executed notebook and writes
+its record, then reports the batch back to the event loop in one call (a hop to
+an executor per batch, its futures and the loop's wake-ups, were a measured share
+of the runtime's CPU and latency: docs/performance.md); while the store is down
+it waits and retries (with backoff, ``settings.store.write_retry``), so no
+finished run is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from ..errors import StoreError, StoreUnavailable
+from ..errors import StoreUnavailable
 from ..model.records import Run
 from ..settings import Backoff
 from ..store.repository import Repository
@@ -43,48 +46,33 @@ class _Write:
     indexed: bool  # the run's first write already indexed it under its product (a background run)
 
 
-class _Writes(asyncio.Queue):
-    """The writer's queue, counting the writes put in and done, so a caller can wait for the ones before it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.put_in = 0
-        self.done = 0
-        self.progress = asyncio.Event()
-
-    def put_nowait(self, item: Any) -> None:
-        super().put_nowait(item)
-        self.put_in += 1
-
-    def task_done(self) -> None:
-        super().task_done()
-        self.done += 1
-        self.progress.set()
-
-
 class Writer:
     def __init__(self, repo: Repository, retry: Backoff) -> None:
         self.repo = repo
         self.retry = retry
         self.unsaved: dict[str, Unsaved] = {}
-        self._writes = _Writes()
-        self._task: asyncio.Task | None = None
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()  # None: the thread ends
+        self._outstanding = 0  # recorded and not yet reported back by the thread (on the loop only)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._stopping = False
 
     def record(self, run: Run, build_notebook: NotebookBuilder | None, indexed: bool) -> None:
         """Keep the finished run readable now and write it (with its notebook, if any) in the background."""
         self.unsaved[run.run_id] = Unsaved(run)
-        self._writes.put_nowait(_Write(run, build_notebook, indexed))
+        self._outstanding += 1
+        self._idle.clear()
+        # Handed over on the loop's next turn, once the answer being built now is written: woken
+        # here, the thread would compete with the answer for the GIL.
+        asyncio.get_running_loop().call_soon(self._writes.put, _Write(run, build_notebook, indexed))
 
     async def saved(self, run_id: str) -> None:
-        """Wait until every write recorded so far is done (writes are done in order), and the store
-        has run ``run_id``; StoreError if its write failed (it stays readable from memory)."""
-        before = self._writes.put_in
-        while self._writes.done < before:
-            self._writes.progress.clear()
-            await self._writes.progress.wait()
+        """Wait until the store has the run recorded as ``run_id``; raises if it could not be written."""
         if run_id in self.unsaved:
-            raise StoreError(f"Run {run_id} could not be written to the store; it stays readable from memory.")
+            await asyncio.shield(self._waiting.setdefault(run_id, asyncio.get_running_loop().create_future()))
 
     def runs_of(self, product: str) -> list[Run]:
         """The unsaved runs of ``product``."""
@@ -92,37 +80,40 @@ class Writer:
 
     async def flush(self) -> None:
         """Wait until everything recorded so far is written (or has failed to be)."""
-        await self._writes.join()
+        await self._idle.wait()
 
     # lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._write_forever())
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._write_forever, name="nbmesh-writer", daemon=True)
+        self._thread.start()
 
     def begin_stop(self) -> None:
         """From now on a store outage is not waited out: the runtime is stopping."""
         self._stopping = True
 
     async def stop(self) -> None:
-        """Write what is recorded, then end the task."""
+        """Write what is recorded, then end the thread."""
         await self.flush()
-        if self._task is not None:
-            self._task.cancel()
+        if self._thread is not None:
+            self._writes.put(None)
+            await asyncio.to_thread(self._thread.join)
 
-    async def _write_forever(self) -> None:
+    # the writer's thread ----------------------------------------------------------------
+    def _write_forever(self) -> None:
         while True:
-            batch = [await self._writes.get()]
+            batch = [self._writes.get()]
             while not self._writes.empty():
                 batch.append(self._writes.get_nowait())
-            try:
-                await self._save_through_outage(batch)
-            except Exception:  # the one writer must outlive any one batch: log it in full, go on
-                log.exception("could not save runs %s; they stay readable from memory", ", ".join(w.run.run_id for w in batch))
-            finally:
-                for _ in batch:
-                    self._writes.task_done()
+            writes = [write for write in batch if write is not None]
+            if writes:
+                self._save_through_outage(writes)
+            if None in batch:
+                return
 
-    def _write_batch(self, writes: list[_Write], saved: list[bool]) -> None:
-        """In a thread: build and save each run in turn; ``saved`` gets one entry per run dealt with.
+    def _write_batch(self, writes: list[_Write], saved: list[Exception | None]) -> None:
+        """Build and save each run in turn; ``saved`` gets one entry per run dealt with
+        (``None`` once written, else the error).
 
         A run that cannot be written for any other reason than a store outage is logged and left
         in memory; an outage stops the batch, to be retried from the run it stopped at.
@@ -135,13 +126,13 @@ class Writer:
                 self.repo.save_run(write.run, unsaved.notebook, indexed=write.indexed)
             except StoreUnavailable:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("could not save run %s; it stays readable from memory", write.run.run_id)
-                saved.append(False)
+                saved.append(exc)
             else:
-                saved.append(True)
+                saved.append(None)
 
-    async def _save_through_outage(self, batch: list[_Write]) -> None:
+    def _save_through_outage(self, batch: list[_Write]) -> None:
         """While the store is down finished runs wait in memory and are retried, not dropped."""
         pending = list(batch)
 
@@ -149,21 +140,48 @@ class Writer:
             assert state.outcome is not None
             log.warning("run %s waits for the store: %s", pending[0].run.run_id, state.outcome.exception())
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential(multiplier=self.retry.first, max=self.retry.max),
-            stop=lambda state: self._stopping,  # a stopping runtime does not wait the outage out
-            before_sleep=waiting,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                saved: list[bool] = []
-                try:
-                    await asyncio.to_thread(self._write_batch, pending, saved)
-                finally:
-                    # Forgotten here, on the loop, where reads of `unsaved` iterate it.
-                    for write, ok in zip(pending, saved):
-                        if ok:
-                            self.unsaved.pop(write.run.run_id, None)
-                    pending = pending[len(saved):]
+        def attempt() -> None:
+            nonlocal pending
+            saved: list[Exception | None] = []
+            try:
+                self._write_batch(pending, saved)
+            finally:
+                done, pending = pending[: len(saved)], pending[len(saved) :]
+                self._report(done, saved)
+
+        try:
+            Retrying(
+                retry=retry_if_exception_type(StoreUnavailable),
+                wait=wait_exponential(multiplier=self.retry.first, max=self.retry.max),
+                stop=lambda state: self._stopping,  # a stopping runtime does not wait the outage out
+                before_sleep=waiting,
+                reraise=True,
+            )(attempt)
+        except Exception as exc:  # the one writer must outlive any one batch: log it in full, go on
+            log.exception("could not save runs %s; they stay readable from memory", ", ".join(w.run.run_id for w in pending))
+            self._report(pending, [exc] * len(pending))
+
+    def _report(self, writes: list[_Write], errors: list[Exception | None]) -> None:
+        if writes:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._settle, writes, errors)
+
+    # back on the loop ---------------------------------------------------------------------
+    def _settle(self, writes: list[_Write], errors: list[Exception | None]) -> None:
+        """Forget what was written (here, on the loop, where reads of `unsaved` iterate it) and wake its waiters."""
+        for write, error in zip(writes, errors):
+            if error is None:
+                self.unsaved.pop(write.run.run_id, None)
+            _settle_waiter(self._waiting.pop(write.run.run_id, None), error)
+        self._outstanding -= len(writes)
+        if self._outstanding == 0:
+            self._idle.set()
+
+
+def _settle_waiter(waiter: asyncio.Future[None] | None, exc: Exception | None) -> None:
+    if waiter is None or waiter.done():
+        return
+    if exc is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(exc)
