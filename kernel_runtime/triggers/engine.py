@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
 
 from ..errors import InvalidParameters, InvalidRequest, NbmeshError, NotFound, QueueFull, quoted
@@ -22,6 +22,7 @@ from ..model.records import FAILED, QUEUED, SUCCEEDED, Run
 from ..settings import TriggerSettings
 from .rules import TOPIC_RE, is_topic, iso, latest_due, map_parameters, schedule_id
 
+_INSTANT = timedelta(microseconds=1)
 log = logging.getLogger("nbmesh.triggers")
 
 # (name, version, triggers) of each product's newest version.
@@ -186,7 +187,7 @@ class Triggers:
             due = latest_due(trig["schedule"], trig.get("timezone", "UTC"), now)
             cursor = self._cursors.get((name, sid))
             if cursor is None:
-                cursor = await self._initial_cursor(name, sid, due, now)
+                cursor = await self._initial_cursor(name, sid, trig, due, now)
                 self._cursors[(name, sid)] = cursor
             if due <= cursor:
                 continue
@@ -197,15 +198,21 @@ class Triggers:
             self._cursors[(name, sid)] = due
         self._ticked = True
 
-    async def _initial_cursor(self, name: str, sid: str, due: datetime, now: datetime) -> datetime:
+    async def _initial_cursor(self, name: str, sid: str, trig: dict[str, Any], due: datetime, now: datetime) -> datetime:
+        last = await asyncio.to_thread(self.claims.last_schedule_claim, name, sid)
         if self._ticked:
-            # Published while running: the schedule starts from now. Claiming the due time just
-            # passed tells replicas (and later restarts) that it predates the schedule.
+            # A schedule this scheduler sees while running. If another replica already claimed the
+            # due time before ``due`` (it saw the schedule a tick earlier), the schedule stands there
+            # and ``due`` is a real due time, to run once across replicas. Otherwise it was published
+            # just now and starts from now; claiming the due time just passed tells the replicas (and
+            # later restarts) that it predates the schedule.
+            before = latest_due(trig["schedule"], trig.get("timezone", "UTC"), due - _INSTANT)
+            if last is not None and last >= before:
+                return last
             await asyncio.to_thread(self.claims.claim_schedule, name, sid, due)
             return now
         # At startup the last claim, by any replica or an earlier life of this one, is where the
         # schedule stands; a later due time was missed while down and runs once.
-        last = await asyncio.to_thread(self.claims.last_schedule_claim, name, sid)
         return last or now
 
     async def _start_scheduled(self, name: str, version: int, trig: dict[str, Any], trigger: dict[str, Any]) -> None:
