@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import zmq
-from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
 from ..errors import KernelError
@@ -29,6 +29,7 @@ from ..settings import PoolSettings
 from . import protocol
 from .output import KernelOutput
 from .sandbox import KERNEL_GID, KERNEL_UID, Sandbox
+from .shell import ShellChannel
 from .state import STARTING, KernelState
 
 # The pool's logger: what happens to one kernel is part of the pool's story.
@@ -60,7 +61,7 @@ class Kernel:
     km: AsyncKernelManager
     folder: str  # its IPC folder: connection file and sockets
     workdir: str  # its working folder: the files of the product version it serves, read-only to it
-    kc: AsyncKernelClient | None = None
+    shell: ShellChannel | None = None  # its shell socket: every request of every step
     state: KernelState = STARTING
     key: tuple[str, int] | None = None
     prepared: bool = False
@@ -110,20 +111,16 @@ class Kernel:
         kernel.output = KernelOutput(kernel.label, settings.log)
         return kernel
 
-    async def start(self, sandbox: Sandbox, timeout: float) -> None:
+    async def start(self, sandbox: Sandbox, timeout: float, poll: float) -> None:
         """Start the process in ``sandbox`` and wait until it answers; raises what starting raised."""
         assert self.output is not None
         await self.km.start_kernel(env=sandbox.popen_env(), cwd=sandbox.popen_cwd(self.workdir), **self.output.pipes())
         await self.output.attach()
-        kc = self.km.client()
-        # No heartbeat channel: liveness is one waitpid through the manager (the client asks its
-        # parent), and the heartbeat's thread was the only one sharing the client's zmq context,
-        # which a shutdown must be able to destroy without waiting on another thread's socket.
-        kc.start_channels(hb=False)
-        self.kc = kc
-        await kc.wait_for_ready(timeout=timeout)
-        # Runs are answered on the shell channel alone; an unread iopub only piles up messages.
-        kc.iopub_channel.stop()
+        # The shell socket alone, no jupyter_client client: runs are answered on it; no iopub is read
+        # (unread, it would only pile up messages) and no heartbeat thread runs: liveness is one
+        # waitpid through the manager, and a thread sharing a zmq context makes its shutdown wait.
+        self.shell = ShellChannel(self.km.get_connection_info())
+        await protocol.ready(self.km, self.shell, timeout, poll)
 
     async def fill_workdir(self, files: FilesSource | None) -> None:
         """Link the files of the product version this kernel serves into its working folder, once."""
@@ -150,9 +147,8 @@ class Kernel:
     async def shutdown(self) -> None:
         """Kill the kernel's process and remove its folder; a kernel already gone is logged, not raised."""
         try:
-            if self.kc is not None:
-                self.kc.stop_channels()
-                self.kc = None
+            if self.shell is not None:
+                self.shell.close()
             if self.km.has_kernel:
                 await self.km.shutdown_kernel(now=True)
         except GONE as exc:

@@ -127,7 +127,7 @@ class KernelPool:
         kernel = Kernel.create(next(self._ids), self._ipc_dir, self.settings, self.sandbox)
         self._booting.add(kernel)
         try:
-            await kernel.start(self.sandbox, self.settings.start_timeout)
+            await kernel.start(self.sandbox, self.settings.start_timeout, self.settings.poll_interval)
         except asyncio.CancelledError:
             await kernel.abandon()
             raise
@@ -298,7 +298,7 @@ class KernelPool:
         kernel.seq += 1
         try:
             seal = protocol.Seal(kernel.nonce, kernel.seq)
-            report = await step(kernel.km, kernel.kc, *args, timeout=timeout, seal=seal, poll=self.settings.poll_interval)
+            report = await step(kernel.km, kernel.shell, *args, timeout=timeout, seal=seal, poll=self.settings.poll_interval)
         except KernelDied:
             await self._drop(kernel, "it died during a run")
             raise
@@ -315,7 +315,7 @@ class KernelPool:
     async def _interrupt(self, kernel: Kernel) -> None:
         try:
             await kernel.km.interrupt_kernel()
-            if await protocol.wait_reply(kernel.km, kernel.kc, self.settings.interrupt_grace, self.settings.poll_interval):
+            if await protocol.wait_reply(kernel.km, kernel.shell, self.settings.interrupt_grace, self.settings.poll_interval):
                 return
         except GONE as exc:
             log.warning("kernel %s: interrupting it failed: %s", kernel.label(), exc)

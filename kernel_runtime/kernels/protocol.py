@@ -1,10 +1,12 @@
 """Talking to one kernel: preparing it for a product and running an invocation.
 
-Each step is exactly one ``execute_request`` (silent, no history) whose
-answer comes back in the shell reply's ``user_expressions``: no iopub
-traffic is awaited, so an invocation costs one kernel round trip. While
-waiting, the kernel process is polled every ``poll`` seconds
-(``settings.pool.poll_interval``) so a dead kernel is noticed then instead of at the timeout.
+Each step is exactly one ``execute_request`` (silent, no history) on the
+kernel's :class:`~kernel_runtime.kernels.shell.ShellChannel`, whose answer
+comes back in the shell reply's ``user_expressions``: no iopub traffic is
+read, so an invocation costs one kernel round trip. While waiting, the kernel
+process is polled every ``poll`` seconds (``settings.pool.poll_interval``) so
+a dead kernel is noticed then instead of at the timeout. A starting kernel is
+ready when it answers a ``kernel_info_request`` on the same channel.
 
 Every request carries a sequence number, and the runner's reply must echo it
 with the kernel's nonce (given to the runner when it was installed). A reply
@@ -17,14 +19,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from queue import Empty
 from typing import Any
 
-from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from jupyter_client import AsyncKernelManager
 
 from .. import jsontext
-from ..errors import ExecutionTimeout, KernelDied, KernelTampered
+from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered
 from ..model.product import Cell, ProductSpec
+from .shell import ShellChannel
 
 REPLY_EXPR = "__nbmesh__.reply"
 
@@ -47,53 +49,65 @@ class Seal:
     seq: int
 
 
-async def execute(
-    km: AsyncKernelManager, kc: AsyncKernelClient, code: str, timeout: float, seal: Seal, poll: float
-) -> Report:
+async def ready(km: AsyncKernelManager, shell: ShellChannel, timeout: float, poll: float) -> None:
+    """Wait until a starting kernel answers a ``kernel_info_request``; KernelError if it dies or stays silent.
+
+    One request is enough: zmq queues it until the kernel's socket is there.
+    """
+    msg_id = shell.send("kernel_info_request", {})
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        if await shell.reply(msg_id, min(poll, remaining)) is not None:
+            return
+        if not await km.is_alive():
+            raise KernelError(f"The kernel ended before it answered{_exit_code(km)}.")
+    raise KernelError(f"The kernel did not answer within {timeout:g} s.")
+
+
+async def execute(km: AsyncKernelManager, shell: ShellChannel, code: str, timeout: float, seal: Seal, poll: float) -> Report:
     """Send ``code`` and read the runner's reply; KernelDied / ExecutionTimeout / KernelTampered on trouble."""
-    msg_id = kc.execute(
-        code,
-        silent=True,
-        store_history=False,
-        user_expressions={"r": REPLY_EXPR},
-        allow_stdin=False,
+    msg_id = shell.send(
+        "execute_request",
+        {"code": code, "silent": True, "store_history": False, "user_expressions": {"r": REPLY_EXPR},
+         "allow_stdin": False, "stop_on_error": True},
     )
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ExecutionTimeout(f"The kernel did not finish within {timeout:g} s.")
-        try:
-            msg = await kc.get_shell_msg(timeout=min(poll, remaining))
-        except Empty:
-            if not await km.is_alive():
-                raise KernelDied(_death_message(km)) from None
-            continue
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return _parse_reply(msg["content"], seal)
+        content = await shell.reply(msg_id, min(poll, remaining))
+        if content is not None:
+            return _parse_reply(content, seal)
+        if not await km.is_alive():
+            raise KernelDied(_death_message(km))
 
 
-async def wait_reply(km: AsyncKernelManager, kc: AsyncKernelClient, timeout: float, poll: float) -> bool:
+async def wait_reply(km: AsyncKernelManager, shell: ShellChannel, timeout: float, poll: float) -> bool:
     """After an interrupt: whether the pending request's reply arrives within ``timeout``, from a
     runner that kept its footing (an interrupt that lands in the runner's own code, not the
     product's, may have left the namespace half restored)."""
+    msg_id = shell.pending
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while msg_id is not None and (remaining := deadline - time.monotonic()) > 0:
         try:
-            msg = await kc.get_shell_msg(timeout=poll)
-        except Empty:
-            if not await km.is_alive():
-                return False
-            continue
-        if msg["msg_type"] == "execute_reply":
-            return msg["content"].get("status") == "ok"
+            content = await shell.reply(msg_id, min(poll, remaining))
+        except KernelTampered:
+            return False
+        if content is not None:
+            return content.get("status") == "ok"
+        if not await km.is_alive():
+            return False
     return False
 
 
-def _death_message(km: AsyncKernelManager) -> str:
+def _exit_code(km: AsyncKernelManager) -> str:
     code = getattr(getattr(km, "provisioner", None), "exit_code", None)
-    how = f" (exit code {code})" if code is not None else ""
-    return f"The kernel died during the run{how}: the product crashed it, exited, or ran out of memory."
+    return f" (exit code {code})" if code is not None else ""
+
+
+def _death_message(km: AsyncKernelManager) -> str:
+    return f"The kernel died during the run{_exit_code(km)}: the product crashed it, exited, or ran out of memory."
 
 
 def _parse_reply(content: dict[str, Any], seal: Seal) -> Report:
@@ -130,7 +144,7 @@ def runner_spec(spec: ProductSpec, max_output: int) -> str:
 
 
 async def prepare(
-    km: AsyncKernelManager, kc: AsyncKernelClient, spec: ProductSpec, max_output: int, timeout: float, seal: Seal, poll: float
+    km: AsyncKernelManager, shell: ShellChannel, spec: ProductSpec, max_output: int, timeout: float, seal: Seal, poll: float
 ) -> Report:
     """Reset the kernel's namespace, install the runner for ``spec`` and run its setup cells.
 
@@ -144,11 +158,11 @@ async def prepare(
         "del _nbmesh_runner\n"
         f"__nbmesh__.setup({seal.seq})\n"
     )
-    return await execute(km, kc, code, timeout, seal, poll)
+    return await execute(km, shell, code, timeout, seal, poll)
 
 
 async def run(
-    km: AsyncKernelManager, kc: AsyncKernelClient, params: dict[str, Any], timeout: float, seal: Seal, poll: float
+    km: AsyncKernelManager, shell: ShellChannel, params: dict[str, Any], timeout: float, seal: Seal, poll: float
 ) -> Report:
     # repr() of the JSON text is a plain string literal: the kernel decodes it as data.
-    return await execute(km, kc, f"__nbmesh__.run({json.dumps(params)!r}, {seal.seq})", timeout, seal, poll)
+    return await execute(km, shell, f"__nbmesh__.run({json.dumps(params)!r}, {seal.seq})", timeout, seal, poll)
