@@ -60,7 +60,7 @@ STEPS = (
     ("kernel_runtime.runtime.catalog:Catalog", "resolve", "resolve the product (catalog)"),
     ("kernel_runtime.runtime.runs", "validate_parameters", "validate parameters"),
     ("kernel_runtime.kernels.pool:KernelPool", "_take", "lease: take a kernel"),
-    ("jupyter_client.asynchronous.client:AsyncKernelClient", "execute", "send execute_request (serialize + zmq)"),
+    ("kernel_runtime.kernels.shell:ShellChannel", "send", "send execute_request (serialize + HMAC + zmq)"),
     ("kernel_runtime.kernels.protocol", "_parse_reply", "reply decode (report JSON)"),
     ("kernel_runtime.runtime.runs", "_settle", "settle (output contract)"),
     ("kernel_runtime.kernels.pool:KernelPool", "_give_back", "lease: give the kernel back"),
@@ -241,6 +241,7 @@ def server_phases(url: str, calls: int, pid: int) -> dict[str, dict[str, list[fl
 async def runner_vs_plain(calls: int, workdir: str) -> dict[str, list[float]]:
     """One warm kernel, prepared exactly as the pool prepares it, also sent the floor's plain code."""
     from kernel_runtime.kernels import protocol
+    from kernel_runtime.kernels.shell import ShellChannel
     from kernel_runtime.model.product import load_spec, read_notebook
     from kernel_runtime.settings import PoolSettings
 
@@ -250,14 +251,15 @@ async def runner_vs_plain(calls: int, workdir: str) -> dict[str, list[float]]:
     # FloorKernel runs this interpreter, so the kernel can import nbmesh's runner as the pool's kernels do.
     kernel = il.FloorKernel("ipc", workdir)
     await kernel.start()
+    shell = ShellChannel(kernel.km.get_connection_info())  # the runner's requests go as the pool sends them
     try:
         seal = protocol.Seal("", 1)
-        await protocol.prepare(kernel.km, kernel.kc, spec, pool.max_output, timeout=30, seal=seal, poll=pool.poll_interval)
+        await protocol.prepare(kernel.km, shell, spec, pool.max_output, timeout=30, seal=seal, poll=pool.poll_interval)
         runs = itertools.count(2)
 
         def run_once():
             seal = protocol.Seal("", next(runs))
-            return protocol.run(kernel.km, kernel.kc, {"x": il.X}, timeout=30, seal=seal, poll=pool.poll_interval)
+            return protocol.run(kernel.km, shell, {"x": il.X}, timeout=30, seal=seal, poll=pool.poll_interval)
 
         subjects = {
             "nbmesh runner: __nbmesh__.run(params)": run_once,
@@ -276,6 +278,7 @@ async def runner_vs_plain(calls: int, workdir: str) -> dict[str, list[float]]:
         out.update(await kernel_spans(kernel, run_once, calls))
         return out
     finally:
+        shell.close()
         await kernel.stop()
 
 
