@@ -1,7 +1,7 @@
 """One kernel's shell socket, spoken directly: the requests and replies of every kernel step.
 
 A warm invoke costs one ``execute_request``. Sent through jupyter_client's ``AsyncKernelClient``
-(zmq.asyncio futures, its ``Session``'s serialize and deserialize, a timed wait per poll) it cost
+(a zmq.asyncio poll and receive future per reply, its ``Session``'s serialize and deserialize) it cost
 the runtime ~420 µs of CPU per call; this channel costs ~240 µs and answers ~0.2 ms sooner
 (docs/performance.md, change 7). :class:`ShellChannel` owns one kernel's shell socket: a plain
 ``zmq.DEALER`` connected to the endpoint in the kernel manager's connection info, read on the
