@@ -186,10 +186,10 @@ class Repository:
         if not indexed:
             stamp = _MAX_STAMP - time.time_ns()
             self.store.put(f"product-runs/{run.product}/{stamp:020d}-{run.run_id}", b"")
-        if run.final:
-            self.store.delete(f"pending/{run.run_id}")
-        else:
+        if not run.final:
             self.store.put(f"pending/{run.run_id}", b"")
+        elif indexed:  # only a run written before its end (indexed then) can have a pending marker
+            self.store.delete(f"pending/{run.run_id}")
 
     def get_run(self, run_id: str) -> Run | None:
         key = f"runs/{run_id}.json"
