@@ -22,6 +22,8 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 class LocalStore(BlobStore):
     """A folder on the local disk: atomic writes by temp file + rename."""
 
+    local = True
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
         self.url = str(self.root)

@@ -76,6 +76,11 @@ class Repository:
         self.publish_attempts = publish_attempts
         self._skipped: set[str] = set()
 
+
+    @property
+    def local(self) -> bool:
+        """Whether writes are local file-system calls, quick enough for the event loop (``BlobStore.local``)."""
+        return self.store.local
     def _skip(self, key: str, why: str) -> None:
         """Log a key a listing leaves out, once: catalog syncs list the same keys again and again."""
         if key not in self._skipped:
