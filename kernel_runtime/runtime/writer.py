@@ -1,13 +1,15 @@
 """The write-behind writer: finished runs reach the store after their caller has the answer.
 
 A finished run is kept in memory (:class:`Unsaved`) from the moment it is
-recorded until the store has it, so reads never miss it. One dedicated thread
-takes every run recorded so far, builds each one's executed notebook and writes
-its record, then reports the batch back to the event loop in one call (a hop to
-an executor per batch, its futures and the loop's wake-ups, were a measured share
-of the runtime's CPU and latency: docs/performance.md); while the store is down
-it waits and retries (with backoff, ``settings.store.write_retry``), so no
-finished run is dropped.
+recorded until the store has it, so reads never miss it. On a local store the
+run's executed notebook is built and its record written on the event loop, on
+its next turn after the answer (about 0.1 ms: a few file-system calls); a thread
+doing it instead cost more than the write itself, in GIL hand-offs with the loop
+(docs/performance.md, change 9). A remote store's writes, and any write that met
+a store outage, go to one dedicated thread, which takes every run handed to it
+so far, writes them and reports the batch back to the loop in one call; while
+the store is down it waits and retries (with backoff, ``settings.store.write_retry``),
+so no finished run is dropped.
 """
 
 from __future__ import annotations
@@ -65,9 +67,21 @@ class Writer:
         self.unsaved[run.run_id] = Unsaved(run)
         self._outstanding += 1
         self._idle.clear()
-        # Handed over on the loop's next turn, once the answer being built now is written: woken
-        # here, the thread would compete with the answer for the GIL.
-        asyncio.get_running_loop().call_soon(self._writes.put, _Write(run, build_notebook, indexed))
+        # Written on the loop's next turn, once the answer being built now is sent (a thread woken
+        # here would also compete with the answer for the GIL).
+        write = _Write(run, build_notebook, indexed)
+        asyncio.get_running_loop().call_soon(self._write_here if self.repo.local else self._writes.put, write)
+
+    def _write_here(self, write: _Write) -> None:
+        """A local store's write, on the loop; an outage hands the run to the thread, which retries."""
+        saved: list[Exception | None] = []
+        try:
+            self._write_batch([write], saved)
+        except StoreUnavailable as exc:
+            _waits(write, exc)
+            self._writes.put(write)
+        else:
+            self._settle([write], saved)
 
     async def saved(self, run_id: str) -> None:
         """Wait until the store has the run recorded as ``run_id``; raises if it could not be written."""
@@ -138,7 +152,7 @@ class Writer:
 
         def waiting(state: RetryCallState) -> None:
             assert state.outcome is not None
-            log.warning("run %s waits for the store: %s", pending[0].run.run_id, state.outcome.exception())
+            _waits(pending[0], state.outcome.exception())
 
         def attempt() -> None:
             nonlocal pending
@@ -176,6 +190,10 @@ class Writer:
         self._outstanding -= len(writes)
         if self._outstanding == 0:
             self._idle.set()
+
+
+def _waits(write: _Write, exc: BaseException | None) -> None:
+    log.warning("run %s waits for the store: %s", write.run.run_id, exc)
 
 
 def _settle_waiter(waiter: asyncio.Future[None] | None, exc: Exception | None) -> None:

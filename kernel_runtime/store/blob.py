@@ -9,6 +9,9 @@ class BlobStore(ABC):
     """Keys are relative paths of ``[A-Za-z0-9._@-]`` segments joined by ``/``."""
 
     url: str
+    # Whether a write is a few calls into the local file system (tens of microseconds), quick
+    # enough to make on the event loop; a remote store's are network round trips.
+    local: bool = False
 
     @abstractmethod
     def get(self, key: str) -> bytes | None:

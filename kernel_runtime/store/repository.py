@@ -76,6 +76,11 @@ class Repository:
         self.publish_attempts = publish_attempts
         self._skipped: set[str] = set()
 
+
+    @property
+    def local(self) -> bool:
+        """Whether writes are local file-system calls, quick enough for the event loop (``BlobStore.local``)."""
+        return self.store.local
     def _skip(self, key: str, why: str) -> None:
         """Log a key a listing leaves out, once: catalog syncs list the same keys again and again."""
         if key not in self._skipped:
@@ -186,10 +191,10 @@ class Repository:
         if not indexed:
             stamp = _MAX_STAMP - time.time_ns()
             self.store.put(f"product-runs/{run.product}/{stamp:020d}-{run.run_id}", b"")
-        if run.final:
-            self.store.delete(f"pending/{run.run_id}")
-        else:
+        if not run.final:
             self.store.put(f"pending/{run.run_id}", b"")
+        elif indexed:  # only a run written before its end (indexed then) can have a pending marker
+            self.store.delete(f"pending/{run.run_id}")
 
     def get_run(self, run_id: str) -> Run | None:
         key = f"runs/{run_id}.json"

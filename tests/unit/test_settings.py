@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,8 @@ def test_the_sandbox_takes_its_tmp_size_from_the_settings():
 class FlakyRepository:
     """A store that is down for its first ``failures`` writes: an outage, which no real store gives on cue."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, local: bool) -> None:
+        self.local = local  # a local store's first attempt is made on the loop, the retries in the thread
         self.failures = failures
         self.attempts = 0
         self.saved: list[str] = []
@@ -125,8 +127,9 @@ def finished_run():
     return Run(run_id=new_run_id(), product="p", version=1, parameters={}, trigger={"kind": "http"})
 
 
-async def test_the_writer_waits_out_a_store_outage(caplog):
-    repo = FlakyRepository(failures=3)
+@pytest.mark.parametrize("local", [True, False])
+async def test_the_writer_waits_out_a_store_outage(caplog, local):
+    repo = FlakyRepository(failures=3, local=local)
     writer = Writer(repo, Backoff(0.0, 0.0))  # type: ignore[arg-type]
     run = finished_run()
     writer.start()
@@ -139,8 +142,9 @@ async def test_the_writer_waits_out_a_store_outage(caplog):
     assert caplog.text.count(f"run {run.run_id} waits for the store: The store is down.") == 3
 
 
-async def test_a_stopping_writer_keeps_the_run_in_memory_instead_of_waiting():
-    repo = FlakyRepository(failures=1000)
+@pytest.mark.parametrize("local", [True, False])
+async def test_a_stopping_writer_keeps_the_run_in_memory_instead_of_waiting(local):
+    repo = FlakyRepository(failures=1000, local=local)
     writer = Writer(repo, Backoff(0.0, 0.0))  # type: ignore[arg-type]
     run = finished_run()
     writer.begin_stop()
@@ -148,8 +152,23 @@ async def test_a_stopping_writer_keeps_the_run_in_memory_instead_of_waiting():
     writer.record(run, None, indexed=False)
     await asyncio.wait_for(writer.flush(), 10)
     await writer.stop()
-    assert repo.attempts == 1 and repo.saved == []
+    assert repo.attempts == (2 if local else 1) and repo.saved == []  # a local store's one try on the loop, then the thread's
     assert writer.unsaved[run.run_id].run is run
+
+
+@pytest.mark.parametrize("local, where", [(True, "loop"), (False, "nbmesh-writer")])
+async def test_a_local_store_is_written_on_the_loop_a_remote_one_in_the_thread(local, where):
+    repo = FlakyRepository(failures=0, local=local)
+    threads: list[str] = []
+    save = repo.save_run
+    repo.save_run = lambda *args, **kwargs: (threads.append(threading.current_thread().name), save(*args, **kwargs))
+    writer = Writer(repo, Backoff(0.0, 0.0))  # type: ignore[arg-type]
+    writer.start()
+    writer.record(finished_run(), None, indexed=False)
+    await asyncio.wait_for(writer.flush(), 10)
+    await writer.stop()
+    loop_thread = threading.current_thread().name
+    assert threads == [loop_thread if where == "loop" else where] and len(repo.saved) == 1
 
 
 # S3's exclusive create ------------------------------------------------------------------------
