@@ -41,7 +41,7 @@ HTTP_TRIGGER = RunTrigger(kind="http")
 
 
 class Runs(Background):
-    """``hooks`` are called with every finished run, on the invoke path before the answer: they must be quick."""
+    """``hooks`` are called with every finished run, on the loop's turn after it (after an invoke's answer): they must be quick."""
 
     def __init__(
         self,
@@ -196,8 +196,12 @@ class Runs(Background):
         self._finish(run, lambda: record.record_notebook(spec, run.parameters, setup, report, run.to_json()), indexed)
 
     def _finish(self, run: Run, build_notebook: NotebookBuilder | None, indexed: bool) -> None:
-        """A run is final: hand it to the writer, log it, and call every run-finished hook."""
+        """A run is final: hand it to the writer. Its log line, hooks and triggered runs follow on the
+        loop's next turn, after the answer of an invoke is sent (and before any later request is read)."""
         self.writer.record(run, build_notebook, indexed)
+        asyncio.get_running_loop().call_soon(self._announce, run, indexed)
+
+    def _announce(self, run: Run, indexed: bool) -> None:
         runlog.info(
             json.dumps(
                 {
@@ -215,8 +219,7 @@ class Runs(Background):
         for hook in self.hooks:
             hook(run)
         if not indexed:  # a worker's run triggers its runs as it is let go
-            # Called on the invoke path before the answer: defer the catalog scan past it.
-            asyncio.get_running_loop().call_soon(self._dispatch_soon, run)
+            self._dispatch_soon(run)
 
     # reading ----------------------------------------------------------------------------
     async def get_run(self, run_id: str) -> Run:
