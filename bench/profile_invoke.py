@@ -15,7 +15,7 @@ A companion to invoke_latency.py for when nbmesh is slower than its floor. It st
 - the in-kernel cost of nbmesh's runner: on one warm kernel, `__nbmesh__.run(...)` against the
   same cells sent as plain code (the floor's request), interleaved; then the runner's own phases
   inside the kernel (ipykernel's do_execute, IPython's run_cell, Runner.run and its parts, the
-  user_expressions that carry the report back), as spans taken in the kernel;
+  report left as the reply's payload), as spans taken in the kernel;
 - with ``--py-spy SECONDS``, a py-spy sampling profile of the runtime process during back-to-back
   invocations: the functions it spends its time in, by own time and by inclusive time.
 
@@ -307,13 +307,12 @@ def _timed_async(label, fn):
     return wrapper
 ip.kernel.do_execute = _timed_async("k1 ipykernel do_execute (all below)", ip.kernel.do_execute)
 ip.run_cell = _timed("k2 IPython run_cell (transform, compile, hooks, run)", ip.run_cell)
-ip.user_expressions = _timed("k3 user_expressions (repr of the report)", ip.user_expressions)
 runner.run = _timed("k4 Runner.run (all below)", runner.run)
 runner._execute = _timed("k5 cells: bind, exec, capture outputs", runner._execute)
 _m.to_json = _timed("k6 result conversion (to_json)", _m.to_json)
 runner._restore = _timed("k7 namespace restore", runner._restore)
 runner._stop_leftover_children = _timed("k8 leftover children check", runner._stop_leftover_children)
-runner._reply = _timed("k9 report: retire checks + json.dumps", runner._reply)
+runner._reply = _timed("k9 report: retire checks, json.dumps, reply payload", runner._reply)
 """
 
 

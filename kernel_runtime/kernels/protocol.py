@@ -2,7 +2,7 @@
 
 Each step is exactly one ``execute_request`` (silent, no history) on the
 kernel's :class:`~kernel_runtime.kernels.shell.ShellChannel`, whose answer
-comes back in the shell reply's ``user_expressions``: no iopub traffic is
+comes back in the shell reply's payload (the runner's report): no iopub traffic is
 read, so an invocation costs one kernel round trip. While waiting, the kernel
 process is polled every ``poll`` seconds (``settings.pool.poll_interval``) so
 a dead kernel is noticed then instead of at the timeout. A starting kernel is
@@ -26,9 +26,9 @@ from jupyter_client import AsyncKernelManager
 from .. import jsontext
 from ..errors import ExecutionTimeout, KernelDied, KernelError, KernelTampered
 from ..model.product import Cell, ProductSpec
+from .runner import PAYLOAD_SOURCE
 from .shell import ShellChannel
 
-REPLY_EXPR = "__nbmesh__.reply"
 
 
 @dataclass
@@ -68,7 +68,7 @@ async def execute(km: AsyncKernelManager, shell: ShellChannel, code: str, timeou
     """Send ``code`` and read the runner's reply; KernelDied / ExecutionTimeout / KernelTampered on trouble."""
     msg_id = shell.send(
         "execute_request",
-        {"code": code, "silent": True, "store_history": False, "user_expressions": {"r": REPLY_EXPR},
+        {"code": code, "silent": True, "store_history": False, "user_expressions": {},
          "allow_stdin": False, "stop_on_error": True},
     )
     deadline = time.monotonic() + timeout
@@ -113,12 +113,12 @@ def _death_message(km: AsyncKernelManager) -> str:
 def _parse_reply(content: dict[str, Any], seal: Seal) -> Report:
     if content.get("status") != "ok":
         raise _tampered(f"the runner raised {content.get('ename')}: {content.get('evalue')}")
-    expr = content.get("user_expressions", {}).get("r", {})
-    if expr.get("status") != "ok":
-        raise _tampered(f"the runner is missing ({expr.get('ename')}: {expr.get('evalue')})")
+    reports = [p["report"] for p in content.get("payload") or () if isinstance(p, dict) and p.get("source") == PAYLOAD_SOURCE]
+    if not reports:
+        raise _tampered("it left no report")
     try:
         # The report is product output: NaN becomes null and invalid text U+FFFD, so its record can always be kept.
-        payload = jsontext.loads_report(expr["data"]["text/plain"])
+        payload = jsontext.loads_report(reports[-1])
         if payload["nonce"] != seal.nonce or payload["seq"] != seal.seq:
             raise _tampered(f"the reply is not this request's (number {payload['seq']!r}, expected {seal.seq})")
         return Report(cells=payload["cells"], error=payload.get("error"), result=payload.get("result"), retire=payload.get("retire"))

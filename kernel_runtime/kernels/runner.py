@@ -7,8 +7,10 @@ single ``execute_request`` calling :meth:`Runner.run` with the parameters as
 a JSON *string*: values are decoded by ``json.loads`` and bound as data, so
 no parameter is ever spliced into code. The runner captures every cell's
 outputs for the run's record, turns the output cell's value into JSON,
-restores the setup namespace, and leaves its report in :attr:`Runner.reply`
-for the runtime to read through ``user_expressions`` in the same reply.
+restores the setup namespace, and leaves its report as the execute reply's
+payload (``source: "nbmesh"``): it travels back in the same reply, and costs
+less than ``user_expressions``, which would evaluate an expression and run
+IPython's display formatters on it after every run (docs/performance.md).
 
 Each report carries the nonce the runtime gave this runner and the number of
 the request it answers, so the runtime can tell a report from this runner
@@ -43,16 +45,8 @@ from . import capture, convert
 from .capture import CappedDisplay, CappedStream, OutputLimitExceeded, cell_outputs, data_size
 from .convert import to_json
 
+PAYLOAD_SOURCE = "nbmesh"  # the execute reply's payload entry that carries the runner's report
 
-
-class Reply:
-    """A JSON report whose plain-text repr is the JSON itself, so user_expressions carries it verbatim."""
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        self.text = json.dumps(payload, allow_nan=False, default=str)
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.text)
 
 
 class _Compiled:
@@ -78,7 +72,6 @@ class Runner:
         self.baseline: dict[str, Any] = {}
         self.baseline_children: set[int] = set()
         self.baseline_threads: set[int | None] = set()
-        self.reply: Reply | None = None
         self._display = CappedDisplay()
         self._pristine = _fingerprint()
 
@@ -89,7 +82,7 @@ class Runner:
         # Processes and threads setup started (a local server, say) belong to the product, not to one run.
         self.baseline_children = _children() if _has_children() else set()
         self.baseline_threads = {t.ident for t in threading.enumerate()}
-        self.reply = self._reply({"cells": records, "error": error}, seq)
+        self._reply({"cells": records, "error": error}, seq)
 
     def run(self, params_json: str, seq: int = 0) -> None:
         """One invocation. Never raises: failures are reported in :attr:`reply`."""
@@ -121,14 +114,16 @@ class Runner:
                 "they were killed. Wait for the processes a run starts before it ends.",
                 [],
             )
-        self.reply = self._reply(payload, seq)
+        self._reply(payload, seq)
 
-    def _reply(self, payload: dict[str, Any], seq: int) -> Reply:
-        """The report for request ``seq``, sealed with this runner's nonce."""
+    def _reply(self, payload: dict[str, Any], seq: int) -> None:
+        """Leave the report for request ``seq``, sealed with this runner's nonce, as the reply's payload
+        (``single``: it replaces any payload a product wrote under the same source)."""
         retire = self._why_retire()
         if retire:
             payload["retire"] = retire
-        return Reply({**payload, "nonce": self.nonce, "seq": seq})
+        report = json.dumps({**payload, "nonce": self.nonce, "seq": seq}, allow_nan=False, default=str)
+        self.shell.payload_manager.write_payload({"source": PAYLOAD_SOURCE, "report": report}, single=True)
 
     def _why_retire(self) -> str | None:
         """Why this kernel must not serve another run, if it must not."""
