@@ -6,8 +6,8 @@ A companion to invoke_latency.py for when nbmesh is slower than its floor. It st
 
 - the client round trip vs. time inside the ASGI app (before / inside / after Service.invoke)
   vs. the kernel round trip (protocol.execute: execute_request sent → shell reply parsed);
-- the work done after the answer (building the executed-notebook record on the event loop, the
-  store writes in a thread), and what it costs the next request: blocks of calls with the record
+- the work done after the answer (building the executed-notebook record and writing it to the
+  store: on the loop for a local store, docs/performance.md change 9), and what it costs the next request: blocks of calls with the record
   switched on and off in the same server, interleaved, back-to-back and spaced by a pause;
 - each step of the hot path on the runtime's side, as ``perf_counter_ns`` spans (gate, body read and
   parse, access, resolve, validate, lease, send, wait for the kernel, reply decode, settle, finish,
@@ -72,8 +72,8 @@ BREAKDOWN = (
     "service_invoke",
     "kernel_execute",
     *(label for _, _, label in STEPS),
-    "after_answer_record_notebook (thread)",
-    "after_answer_save_run (thread)",
+    "after the answer: build the notebook",
+    "after the answer: save_run",
 )
 
 
@@ -155,8 +155,8 @@ def serve_instrumented(store: str, port: int, http: str, loop: str) -> None:
     timed(protocol, "execute", "kernel_execute")
     for owner, name, label in STEPS:
         timed(_owner(owner), name, label)
-    timed(record, "record_notebook", "after_answer_record_notebook (thread)", switch="notebook")
-    timed(repository.Repository, "save_run", "after_answer_save_run (thread)", switch="save")
+    timed(record, "record_notebook", "after the answer: build the notebook", switch="notebook")
+    timed(repository.Repository, "save_run", "after the answer: save_run", switch="save")
 
     app = create_app(service.Service(Repository(open_store(store)), Settings(pool=PoolSettings(size=1))))
 
