@@ -142,7 +142,8 @@ async def test_two_replies_in_one_burst_wake_the_reader_once_and_the_second_is_s
 
     if when == "queued before the wait":
         burst()
-        await asyncio.sleep(0.05)  # both delivered before reply() looks
+        # Queued before reply() looks (reading EVENTS here consumes the FD's edge, as the stale reply would).
+        assert shell._socket.poll(10_000), "the burst never arrived"
     else:
         asyncio.get_running_loop().call_later(0.05, burst)
     # The channel's own timeout is far away, so a reader left asleep hangs: the guard fails it.
@@ -152,7 +153,8 @@ async def test_two_replies_in_one_burst_wake_the_reader_once_and_the_second_is_s
 async def test_closing_twice_is_harmless_and_a_pending_wait_ends(fake):
     _, shell = fake
     waiting = asyncio.ensure_future(shell.reply(shell.send("execute_request", {}), timeout=60))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one turn of the loop: the task runs until it waits on the socket
+    assert not waiting.done()
     shell.close()
     shell.close()
     with pytest.raises(KernelError, match="shut down while a request to it was pending"):

@@ -85,7 +85,7 @@ class Runner:
         self._reply({"cells": records, "error": error}, seq)
 
     def run(self, params_json: str, seq: int = 0) -> None:
-        """One invocation. Never raises: failures are reported in :attr:`reply`."""
+        """One invocation. Never raises: failures are reported in its report (the reply's payload)."""
         params = json.loads(params_json)
         try:
             records, error = self._execute(self.run_cells, params)

@@ -1,8 +1,8 @@
 """The local-folder backend: a folder on the local disk, atomic writes by temp file + rename.
 
 Writes are plain ``os`` calls on string paths: a run's record is written after every invoke, and
-``tempfile.mkstemp``'s random names, ``os.fdopen``'s file object and ``pathlib`` were most of the
-writer thread's own time there (docs/performance.md, change 8).
+``tempfile.mkstemp``'s random names, ``os.fdopen``'s file object and ``pathlib`` were most of that
+write's own time (docs/performance.md, change 8).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ class LocalStore(BlobStore):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
-        self.url = str(self.root)
-        self._root = str(self.root)
+        self.url = self._root = str(self.root)
         self._tag = secrets.token_hex(6)
         self._serial = itertools.count()
         try:
